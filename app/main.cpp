@@ -1,0 +1,371 @@
+// sluice: startup order, signals, the control-plane loop, a clean stop, exit codes.
+// Only this file decides to exit the process.
+
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_version.h>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "app/check.h"
+#include "app/options.h"
+#include "lib/config/config.h"
+#include "lib/flow/flow_table.h"
+#include "lib/pipeline/worker.h"
+#include "lib/port/ports.h"
+#include "lib/stats/prometheus.h"
+#include "lib/stats/snapshot.h"
+#include "lib/stats/telemetry.h"
+#include "lib/sys/log.h"
+#include "lib/sys/notify.h"
+#include "lib/sys/topology.h"
+#include "sluice_build_config.h"
+
+namespace {
+
+using namespace sluice;
+using Clock = std::chrono::steady_clock;
+
+enum Exit : int { kExitOk = 0, kExitConfig = 1, kExitStartup = 2, kExitRuntime = 3 };
+
+std::atomic<bool> g_stop{false};
+std::atomic<int> g_signal{0};
+std::atomic<bool> g_reload{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
+
+extern "C" void on_signal(int sig) {
+  if (sig == SIGHUP) {
+    g_reload.store(true);
+    return;
+  }
+  g_signal.store(sig);
+  g_stop.store(true);
+}
+
+void install_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+}
+
+std::string eal_lcore_list() {
+  std::vector<unsigned> ids;
+  unsigned id;
+  RTE_LCORE_FOREACH(id) {
+    ids.push_back(id);
+  }
+  return fmt::format("{}", fmt::join(ids, ","));
+}
+
+// Everything the running appliance owns; torn down in reverse order.
+struct Appliance {
+  std::shared_ptr<const config::Config> cfg;
+  std::unique_ptr<port::Ports> ports;
+  std::unique_ptr<flow::FlowTable> table;
+  std::atomic<const flow::FlowTable*> table_ptr{nullptr};
+  std::vector<std::unique_ptr<pipeline::Worker>> workers;
+  std::unique_ptr<stats::PrometheusServer> prometheus;
+  Clock::time_point started;
+
+  stats::Snapshot snapshot() const {
+    stats::Snapshot s;
+    s.uptime_s = std::chrono::duration<double>(Clock::now() - started).count();
+    s.simd = std::string(simd::kernel_name(simd::Kernel::kScalar));
+    for (size_t i = 0; i < ports->size(); ++i) s.ports.push_back(ports->stats(i));
+    std::vector<const stats::WorkerCounters*> wc;
+    std::vector<const stats::RuleCounters*> rc;
+    for (const auto& w : workers) {
+      wc.push_back(&w->counters);
+      rc.push_back(w->rule_counters.get());
+    }
+    stats::sum_workers(s, wc, rc, table->rule_names());
+    auto levels = ports->pool_levels();
+    s.mempool.total = levels.total;
+    s.mempool.available = levels.available;
+    return s;
+  }
+};
+
+Result<void> check_lcores(const config::Appliance& app) {
+  const unsigned main_lcore = rte_get_main_lcore();
+  for (size_t i = 0; i < app.workers.lcores.size(); ++i) {
+    unsigned l = app.workers.lcores[i];
+    const std::string where = app.workers.lcore_marks[i].str();
+    if (l >= RTE_MAX_LCORE || !rte_lcore_is_enabled(l)) {
+      return Error{fmt::format(
+          "{}: workers.lcores: lcore {} is not in the EAL lcore set ({}); add it to EAL's -l "
+          "(for example -l {},{}) or use one of the listed lcores",
+          where, l, eal_lcore_list(), main_lcore, l)};
+    }
+    if (l == main_lcore) {
+      return Error{fmt::format(
+          "{}: workers.lcores: lcore {} is the EAL main lcore, which runs the control plane; "
+          "give workers other lcores (the main lcore is the first of -l, or --main-lcore)",
+          where, l)};
+    }
+  }
+  return {};
+}
+
+int write_stats(const std::string& path, const stats::Snapshot& s) {
+  std::ofstream f(path, std::ios::trunc);
+  f << stats::to_json(s);
+  f.close();
+  if (!f) {
+    spdlog::error("--stats-out: cannot write {}", path);
+    return 1;
+  }
+  spdlog::info("statistics written to {}", path);
+  return 0;
+}
+
+int run(const app::Options& opt, std::shared_ptr<const config::Config> cfg) {
+  const auto& conf = cfg->appliance;
+  // EAL may not see the lcore list we expect; everything after this is exit 2 on failure.
+  std::vector<char*> eal_argv;
+  std::vector<std::string> eal_args = opt.eal_args;
+  for (auto& a : eal_args) eal_argv.push_back(a.data());
+  if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
+    spdlog::error(
+        "EAL initialisation failed: {}; check the EAL options before \"--\" "
+        "(hugepages: echo 512 > /proc/sys/vm/nr_hugepages, or run with --no-huge)",
+        rte_strerror(rte_errno));
+    return kExitStartup;
+  }
+  install_signals();
+  spdlog::info("sluice {} on {}, main lcore {}, EAL lcores {}", SLUICE_VERSION, rte_version(),
+               rte_get_main_lcore(), eal_lcore_list());
+
+  Appliance a;
+  a.cfg = cfg;
+  int rc = kExitOk;
+  {
+    if (auto r = check_lcores(conf); !r) {
+      spdlog::error("{}", r.error());
+      rte_eal_cleanup();
+      return kExitStartup;
+    }
+    auto topo = sys::Topology::load();
+    if (!topo) spdlog::warn("{}; NUMA placement falls back to DPDK's view", topo.error());
+
+    auto ports = port::Ports::open(conf, topo ? &*topo : nullptr);
+    if (!ports) {
+      spdlog::error("{}", ports.error());
+      rte_eal_cleanup();
+      return kExitStartup;
+    }
+    a.ports = std::move(*ports);
+
+    auto table = flow::FlowTable::build(cfg->flows, "sluice-gen1", a.ports->ports()[0].socket);
+    if (!table) {
+      spdlog::error("{}: cannot compile the flow rules: {}", cfg->flows.path, table.error());
+      a.ports.reset();
+      rte_eal_cleanup();
+      return kExitStartup;
+    }
+    a.table = std::move(*table);
+    a.table_ptr.store(a.table.get());
+    spdlog::info("flows {}: {} rules (IPv4 table {}, IPv6 table {})", cfg->flows.path,
+                 a.table->rule_count(), a.table->rules_v4(), a.table->rules_v6());
+
+    std::vector<uint16_t> port_ids;
+    for (const auto& p : a.ports->ports()) port_ids.push_back(p.port_id);
+    const size_t nw = conf.workers.lcores.size();
+    for (size_t wi = 0; wi < nw; ++wi) {
+      auto w = std::make_unique<pipeline::Worker>();
+      w->lcore = conf.workers.lcores[wi];
+      w->index = static_cast<unsigned>(wi);
+      w->tx_queue = static_cast<uint16_t>(wi);
+      w->burst = static_cast<uint16_t>(conf.workers.burst);
+      w->table = &a.table_ptr;
+      w->stop = &g_stop;
+      w->validate = simd::kernel_fn(simd::Kernel::kScalar);
+      for (size_t p = 0; p < a.ports->size(); ++p) {
+        const auto& pi = a.ports->ports()[p];
+        for (uint16_t q = 0; q < pi.rx_queues; ++q) {
+          if (q % nw == wi) w->rx.push_back({pi.port_id, static_cast<uint8_t>(p), q});
+        }
+      }
+      auto r = pipeline::worker_prepare(*w, port_ids, a.table->rule_count(),
+                                        static_cast<int>(rte_lcore_to_socket_id(w->lcore)));
+      if (!r) {
+        spdlog::error("{}", r.error());
+        rc = kExitStartup;
+      }
+      a.workers.push_back(std::move(w));
+    }
+    if (rc == kExitOk && conf.telemetry.prometheus) {
+      a.prometheus = std::make_unique<stats::PrometheusServer>();
+      if (auto r = a.prometheus->start(*conf.telemetry.prometheus); !r) {
+        spdlog::error("{}: {}", conf.telemetry.prometheus_mark.str(), r.error());
+        rc = kExitStartup;
+      } else {
+        spdlog::info("prometheus: serving http://{}/metrics", *conf.telemetry.prometheus);
+      }
+    }
+    if (rc == kExitOk) {
+      if (auto r = a.ports->start(); !r) {
+        spdlog::error("{}", r.error());
+        rc = kExitStartup;
+      }
+    }
+  }
+
+  if (rc == kExitOk) {
+    a.started = Clock::now();
+    for (auto& w : a.workers) {
+      rte_eal_remote_launch(pipeline::worker_main, w.get(), w->lcore);
+      spdlog::info("worker {} on lcore {}: {} RX queues", w->index, w->lcore, w->rx.size());
+    }
+    stats::telemetry_register();
+    sys::notify_ready();
+    sys::notify_status("forwarding");
+    spdlog::info("running{}", opt.duration_s > 0 ? fmt::format(" for {} s", opt.duration_s) : "");
+
+    const auto watchdog = sys::watchdog_interval();
+    auto next_stats = a.started + std::chrono::duration_cast<Clock::duration>(
+                                      std::chrono::duration<double>(opt.stats_period_s));
+    auto next_watchdog = a.started;
+    auto next_metrics = a.started;
+    stats::Snapshot prev = a.snapshot();
+    auto prev_time = a.started;
+    while (!g_stop.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      const auto now = Clock::now();
+      if (opt.duration_s > 0 &&
+          std::chrono::duration<double>(now - a.started).count() >= opt.duration_s) {
+        break;
+      }
+      for (const auto& w : a.workers) {
+        if (rte_eal_get_lcore_state(w->lcore) != RUNNING && !g_stop.load()) {
+          spdlog::error("worker on lcore {} stopped unexpectedly", w->lcore);
+          rc = kExitRuntime;
+          g_stop.store(true);
+        }
+      }
+      if (g_reload.exchange(false)) {
+        spdlog::warn(
+            "SIGHUP: live reload of {} is not in this build yet; restart sluice to "
+            "apply flow changes (rules unchanged)",
+            cfg->flows.path);
+      }
+      if (opt.stats_period_s > 0 && now >= next_stats) {
+        stats::Snapshot s = a.snapshot();
+        std::fputs(stats::to_table(s, &prev, std::chrono::duration<double>(now - prev_time).count())
+                       .c_str(),
+                   stdout);
+        std::fflush(stdout);
+        prev = std::move(s);
+        prev_time = now;
+        next_stats = now + std::chrono::duration_cast<Clock::duration>(
+                               std::chrono::duration<double>(opt.stats_period_s));
+      }
+      if (now >= next_metrics) {
+        // Telemetry and Prometheus serve this copy from their own threads.
+        stats::Snapshot s = a.snapshot();
+        if (a.prometheus) a.prometheus->publish(stats::to_prometheus(s));
+        stats::telemetry_publish(s);
+        next_metrics = now + std::chrono::milliseconds(500);
+      }
+      if (watchdog.count() > 0 && now >= next_watchdog) {
+        sys::notify_watchdog();
+        next_watchdog = now + watchdog / 2;
+      }
+    }
+    if (int sig = g_signal.load()) spdlog::info("signal {} received: stopping", strsignal(sig));
+    sys::notify_stopping();
+    g_stop.store(true);
+    rte_eal_mp_wait_lcore();
+  }
+
+  // Clean stop: workers have flushed their TX buffers; stop ports, read their final
+  // counters, close them (their queues give every mbuf back), then check the pools.
+  if (a.prometheus) a.prometheus->stop();
+  if (a.ports) {
+    a.ports->stop();
+    stats::Snapshot s;
+    if (a.table) s = a.snapshot();
+    a.ports->close();
+    for (auto& w : a.workers) pipeline::worker_release(*w);
+    auto levels = a.ports->pool_levels();
+    s.mempool.total = levels.total;
+    s.mempool.available = levels.available;
+    if (levels.available != levels.total) {
+      spdlog::error("mempool: {} of {} mbufs not returned at exit (leak)",
+                    levels.total - levels.available, levels.total);
+    } else {
+      spdlog::info("mempool: all {} mbufs returned", levels.total);
+    }
+    if (a.table && rc != kExitStartup) {
+      if (opt.stats_period_s > 0) std::fputs(stats::to_table(s, nullptr, 0).c_str(), stdout);
+      uint64_t drops = 0;
+      for (auto d : s.drops) drops += d;
+      uint64_t rx = 0, tx = 0;
+      for (const auto& p : s.ports) {
+        rx += p.rx_packets;
+        tx += p.tx_packets;
+      }
+      spdlog::info("stopped after {:.1f} s: rx {} packets, tx {} packets, dropped {}", s.uptime_s,
+                   rx, tx, drops);
+      if (!opt.stats_out.empty() && write_stats(opt.stats_out, s) != 0 && rc == kExitOk) {
+        rc = kExitRuntime;
+      }
+    }
+  }
+  a.workers.clear();
+  a.table_ptr.store(nullptr);
+  a.table.reset();
+  a.ports.reset();
+  rte_eal_cleanup();
+  return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto opt = app::parse_options(argc, argv);
+  if (!opt) {
+    std::fprintf(stderr, "sluice: %s\n", opt.error().c_str());
+    return kExitConfig;
+  }
+  if (opt->help) {
+    std::fputs(app::usage(argv[0]).c_str(), stdout);
+    return kExitOk;
+  }
+  if (opt->version) {
+    std::printf("sluice %s (%s)\n", SLUICE_VERSION, rte_version());
+    return kExitOk;
+  }
+  sys::log_setup(opt->log_level.value_or(spdlog::level::info));
+
+  auto cfg = config::load(opt->config);
+  if (!cfg) {
+    spdlog::error("{}", cfg.error());
+    return kExitConfig;
+  }
+  if (!opt->log_level) {
+    static constexpr spdlog::level::level_enum kLevels[] = {
+        spdlog::level::trace, spdlog::level::debug, spdlog::level::info, spdlog::level::warn,
+        spdlog::level::err};
+    spdlog::set_level(kLevels[static_cast<int>((*cfg)->appliance.logging.level)]);
+  }
+  if (opt->check) {
+    std::fputs(app::check_summary(**cfg).c_str(), stdout);
+    return kExitOk;
+  }
+  return run(*opt, *cfg);
+}

@@ -1,0 +1,134 @@
+#include "app/options.h"
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+
+#include "lib/sys/log.h"
+
+namespace sluice::app {
+
+namespace {
+
+Result<double> parse_seconds(const std::string& opt, const std::string& text) {
+  char* end = nullptr;
+  errno = 0;
+  double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || errno != 0 || !std::isfinite(v) || v < 0) {
+    return Error{fmt::format("{}: expected a number of seconds >= 0, got \"{}\"", opt, text)};
+  }
+  return v;
+}
+
+}  // namespace
+
+std::string usage(const std::string& argv0) {
+  return fmt::format(
+      "Usage: {0} [EAL options] -- [options]\n"
+      "\n"
+      "sluice: a DPDK appliance that validates, classifies and forwards, drops or mirrors\n"
+      "packets by YAML flow rules.\n"
+      "\n"
+      "Options (after --):\n"
+      "  -c, --config FILE        appliance config (default {1})\n"
+      "      --check              validate the appliance config and its flows file, print a\n"
+      "                           summary (ports, lcores, rules per family, memory needed);\n"
+      "                           exit 0 when valid, 1 with file:line:col errors when not.\n"
+      "                           Needs no hugepages, no devices and no root.\n"
+      "      --duration SECONDS   stop by itself after SECONDS\n"
+      "      --stats-period SECS  print a testpmd-style statistics table every SECS (0: off)\n"
+      "      --stats-out FILE     on exit, write the final statistics JSON to FILE\n"
+      "      --log-level LEVEL    trace|debug|info|warn|error (default: the config's, or info)\n"
+      "      --version            print the version and exit\n"
+      "  -h, --help               print this help and exit\n"
+      "\n"
+      "EAL options (before --) are DPDK's: -l LCORES, --no-huge, -m MiB, --vdev, -a PCI, ...\n"
+      "The main lcore (the first of -l) runs the control plane; workers.lcores in the config\n"
+      "must be other lcores of the -l set.\n"
+      "\n"
+      "Exit codes: 0 clean stop, 1 config or usage error, 2 startup error (EAL, ports,\n"
+      "memory), 3 runtime fault. SIGINT/SIGTERM stop cleanly; SIGHUP reloads the flows file.\n"
+      "\n"
+      "Example:\n"
+      "  {0} -l 0,1 --no-huge -m 512 -- -c config/demo/sluice.yaml --duration 10 --stats-period "
+      "1\n",
+      argv0, kDefaultConfig);
+}
+
+Result<Options> parse_options(int argc, char** argv) {
+  Options o;
+  o.eal_args.emplace_back(argc > 0 ? argv[0] : "sluice");
+  int split = -1;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--") {
+      split = i;
+      break;
+    }
+  }
+  int first_app = 1;
+  if (split >= 0) {
+    for (int i = 1; i < split; ++i) o.eal_args.emplace_back(argv[i]);
+    first_app = split + 1;
+  }
+  auto value = [&](int& i, const std::string& opt) -> Result<std::string> {
+    if (i + 1 >= argc) return Error{fmt::format("{} needs a value (see --help)", opt)};
+    return std::string(argv[++i]);
+  };
+  for (int i = first_app; i < argc; ++i) {
+    std::string a = argv[i];
+    std::string inline_value;
+    bool has_inline = false;
+    if (a.rfind("--", 0) == 0) {
+      if (auto eq = a.find('='); eq != std::string::npos) {
+        inline_value = a.substr(eq + 1);
+        a = a.substr(0, eq);
+        has_inline = true;
+      }
+    }
+    auto get = [&]() -> Result<std::string> {
+      if (has_inline) return inline_value;
+      return value(i, a);
+    };
+    if (a == "-h" || a == "--help") {
+      o.help = true;
+    } else if (a == "--version") {
+      o.version = true;
+    } else if (a == "--check") {
+      o.check = true;
+    } else if (a == "-c" || a == "--config") {
+      auto v = get();
+      if (!v) return Error{v.error()};
+      o.config = *v;
+    } else if (a == "--duration" || a == "--stats-period") {
+      auto v = get();
+      if (!v) return Error{v.error()};
+      auto s = parse_seconds(a, *v);
+      if (!s) return Error{s.error()};
+      (a == "--duration" ? o.duration_s : o.stats_period_s) = *s;
+    } else if (a == "--stats-out") {
+      auto v = get();
+      if (!v) return Error{v.error()};
+      o.stats_out = *v;
+    } else if (a == "--log-level") {
+      auto v = get();
+      if (!v) return Error{v.error()};
+      o.log_level = sys::parse_log_level(*v);
+      if (!o.log_level) {
+        return Error{
+            fmt::format("--log-level: expected trace|debug|info|warn|error, got \"{}\"", *v)};
+      }
+    } else if (split < 0 && !a.empty() && a[0] == '-') {
+      return Error{
+          fmt::format("unknown option \"{}\"; EAL options go before \"--\" "
+                      "(sluice [EAL options] -- [options]), see --help",
+                      a)};
+    } else {
+      return Error{fmt::format("unknown option \"{}\" (see --help)", a)};
+    }
+  }
+  return o;
+}
+
+}  // namespace sluice::app

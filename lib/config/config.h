@@ -1,0 +1,142 @@
+#pragma once
+// The appliance config (sluice.yaml) and the flows file (flows.yaml), decoded into plain,
+// immutable structs. CONTRACT.md is the schema. Every error names file:line:col.
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lib/sys/result.h"
+
+namespace sluice::config {
+
+// Where a value stands in its file. Lines and columns are 1-based, as editors show them.
+struct Mark {
+  std::string file;
+  int line = 0;
+  int col = 0;
+  std::string str() const;  // "file:line:col"
+};
+
+struct PortConfig {
+  std::string name;
+  std::string device;                 // PCI address or vdev string
+  std::optional<uint16_t> rx_queues;  // absent: one per worker
+  uint16_t rx_descriptors = 1024;
+  uint16_t tx_descriptors = 1024;
+  std::optional<uint16_t> mtu;
+  Mark mark;         // of the list entry
+  Mark device_mark;  // of the device value
+};
+
+struct WorkersConfig {
+  std::vector<unsigned> lcores;
+  std::vector<Mark> lcore_marks;  // one per lcore
+  unsigned burst = 32;            // 1..64
+};
+
+struct RingsConfig {
+  uint32_t size = 4096;  // power of two
+};
+
+struct MempoolConfig {
+  std::optional<uint32_t> mbufs;  // absent: auto (computed from the rest of the config)
+  uint32_t cache = 256;
+};
+
+struct TelemetryConfig {
+  std::optional<std::string> prometheus;  // "host:port"
+  Mark prometheus_mark;
+};
+
+enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError };
+
+struct LoggingConfig {
+  LogLevel level = LogLevel::kInfo;
+};
+
+struct Appliance {
+  std::string path;  // the file it was read from
+  std::vector<PortConfig> ports;
+  WorkersConfig workers;
+  RingsConfig rings;
+  MempoolConfig mempool;
+  std::string flows_path;  // resolved against the appliance file's folder
+  Mark flows_mark;
+  TelemetryConfig telemetry;
+  LoggingConfig logging;
+
+  // Port id (index into ports) of a name, or -1.
+  int port_index(const std::string& name) const;
+};
+
+enum class Action : uint8_t { kForward, kDrop };
+
+struct Cidr {
+  uint8_t family = 4;              // 4 or 6
+  std::array<uint8_t, 16> addr{};  // network byte order; IPv4 uses the first 4 bytes
+  uint8_t prefix = 0;              // 0..32 or 0..128; host bits are zero
+};
+
+struct PortRange {
+  uint16_t lo = 0;
+  uint16_t hi = 65535;
+};
+
+struct Match {
+  std::optional<uint16_t> in_port;  // port id
+  std::optional<uint8_t> proto;
+  std::optional<Cidr> src;
+  std::optional<Cidr> dst;
+  std::optional<PortRange> src_port;
+  std::optional<PortRange> dst_port;
+
+  // 4, 6, or 0 when neither src nor dst is given (the rule applies to both families).
+  uint8_t family() const;
+};
+
+struct Rule {
+  std::string name;
+  uint16_t priority = 0;
+  Match match;
+  Action action = Action::kDrop;
+  std::optional<uint16_t> to;      // port id; set iff action is forward
+  std::optional<uint16_t> mirror;  // port id
+  Mark mark;
+};
+
+struct PolicyAction {
+  Action action = Action::kDrop;
+  std::optional<uint16_t> to;  // port id; set iff action is forward
+};
+
+struct Flows {
+  std::string path;
+  int version = 1;
+  PolicyAction non_ip;      // default: drop
+  PolicyAction fallback;    // the "default" key; default: drop
+  std::vector<Rule> rules;  // in file order
+};
+
+// Both files, frozen together.
+struct Config {
+  Appliance appliance;
+  Flows flows;
+};
+
+// Parses a size: a plain integer or one with a KiB/MiB/GiB suffix.
+std::optional<uint64_t> parse_size(const std::string& text);
+
+// Loads the appliance file only (flows untouched).
+Result<Appliance> load_appliance(const std::string& path);
+
+// Loads a flows file; port names are resolved against the appliance's ports.
+Result<Flows> load_flows(const std::string& path, const Appliance& appliance);
+
+// Loads the appliance file and the flows file it names.
+Result<std::shared_ptr<const Config>> load(const std::string& appliance_path);
+
+}  // namespace sluice::config

@@ -1,0 +1,75 @@
+#pragma once
+// The run-to-completion worker: receive a burst, validate, classify, act, send; every
+// drain period, housekeeping. One Worker per worker lcore, written only by that lcore
+// (the main lcore reads its counters).
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "lib/flow/flow_table.h"
+#include "lib/stats/counters.h"
+#include "lib/sys/result.h"
+#include "simd/validate.h"
+
+struct rte_mbuf;
+struct rte_eth_dev_tx_buffer;
+
+namespace sluice::pipeline {
+
+inline constexpr uint16_t kMaxBurst = 64;
+inline constexpr unsigned kMaxPorts = 32;
+// Prefetch this many packets ahead: enough to cover a DRAM miss at ~25 cycles a packet.
+inline constexpr unsigned kPrefetchOffset = 4;
+// TX buffers are flushed at least this often (l3fwd uses the same order of magnitude).
+inline constexpr unsigned kDrainUs = 100;
+
+struct RxQueue {
+  uint16_t port_id;    // ethdev id
+  uint8_t port_index;  // config index: what rules and flow keys call the port
+  uint16_t queue;
+};
+
+struct alignas(64) Worker {
+  // Set up by the main lcore before launch; read-only afterwards.
+  unsigned lcore = 0;
+  unsigned index = 0;
+  uint16_t tx_queue = 0;
+  uint16_t burst = 32;
+  std::vector<RxQueue> rx;
+  uint16_t nb_ports = 0;
+  std::array<uint16_t, kMaxPorts> port_ids{};  // config index -> ethdev id
+  std::array<rte_eth_dev_tx_buffer*, kMaxPorts> tx{};
+  const std::atomic<const flow::FlowTable*>* table = nullptr;
+  const std::atomic<bool>* stop = nullptr;
+  simd::ValidateBurstFn validate = nullptr;
+  uint64_t drain_cycles = 0;
+  double ns_per_cycle = 0;
+
+  // Written by the worker, read by the main lcore.
+  stats::WorkerCounters counters;
+  std::unique_ptr<stats::RuleCounters[]> rule_counters;
+
+  // Headers of multi-segment frames are linearised here (per packet slot in the burst).
+  alignas(64) std::array<std::array<uint8_t, simd::kMaxHeaderBytes>, kMaxBurst> scratch{};
+};
+
+// Allocates the worker's TX buffers on socket (one per port, burst-sized) and its rule
+// counters. port_ids maps config index to ethdev id.
+Result<void> worker_prepare(Worker& w, const std::vector<uint16_t>& port_ids, size_t rules,
+                            int socket);
+// Frees the TX buffers (call after worker_flush, once the lcore has returned).
+void worker_release(Worker& w);
+
+// Processes one received burst from port_index: every mbuf is sent, handed on, or freed.
+void process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t n,
+                   uint64_t rx_tsc) noexcept;
+// Sends whatever the TX buffers hold.
+void worker_flush(Worker& w) noexcept;
+
+// rte_eal_remote_launch entry point; arg is a Worker*.
+int worker_main(void* arg);
+
+}  // namespace sluice::pipeline

@@ -1,0 +1,119 @@
+#pragma once
+// Per-lcore counters. Each worker writes only its own (alignas(64), no sharing); the main
+// lcore reads them all and sums. Counter is a relaxed atomic written by one thread with a
+// plain load+store, which costs the same as a non-atomic add on x86 and keeps readers
+// race-free.
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string_view>
+
+#include "simd/validate.h"
+
+namespace sluice::stats {
+
+class Counter {
+ public:
+  void add(uint64_t n) noexcept {
+    v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  uint64_t get() const noexcept { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_{0};
+};
+
+// Every reason a packet is dropped (CONTRACT): the validation reasons in check order, then
+// the policy reasons. Validation reasons share their values with simd::Verdict - 1.
+enum class Drop : uint8_t {
+  kRunt = 0,
+  kL3Truncated,
+  kIpv4Version,
+  kIpv4Ihl,
+  kIpv4Length,
+  kIpv4Checksum,
+  kIpv6Version,
+  kIpv6Length,
+  kIpv6Ext,
+  kL4Truncated,
+  kTcpOffset,
+  kUdpLength,
+  kNonIp,
+  kRule,
+  kDefault,
+  kTxFull,
+  kRingFull,
+  kCaptureFull,
+};
+inline constexpr size_t kDropCount = 18;
+static_assert(simd::kVerdictCount - 1 == static_cast<size_t>(Drop::kNonIp));
+
+constexpr Drop drop_of(simd::Verdict v) noexcept {
+  return static_cast<Drop>(static_cast<uint8_t>(v) - 1);
+}
+std::string_view drop_name(Drop d) noexcept;
+
+struct PacketBytes {
+  Counter packets;
+  Counter bytes;
+  void add(uint64_t len) noexcept {
+    packets.add(1);
+    bytes.add(len);
+  }
+};
+
+// Latency histogram in nanoseconds: 16 linear sub-buckets per power of two (about 6% error),
+// so recording is a shift and an add.
+class LatencyHistogram {
+ public:
+  static constexpr unsigned kSubBits = 4;
+  static constexpr unsigned kBuckets = (64 - kSubBits + 1) << kSubBits;
+
+  static constexpr unsigned bucket_of(uint64_t ns) noexcept {
+    if (ns < (1u << kSubBits)) return static_cast<unsigned>(ns);
+    unsigned msb = 63 - static_cast<unsigned>(__builtin_clzll(ns));
+    unsigned shift = msb - kSubBits;
+    return ((shift + 1) << kSubBits) +
+           static_cast<unsigned>((ns >> shift) & ((1u << kSubBits) - 1));
+  }
+  // The largest value that falls in bucket b.
+  static constexpr uint64_t upper_bound(unsigned b) noexcept {
+    if (b < (1u << kSubBits)) return b;
+    unsigned shift = (b >> kSubBits) - 1;
+    uint64_t mantissa = (1ull << kSubBits) | (b & ((1u << kSubBits) - 1));
+    return ((mantissa + 1) << shift) - 1;
+  }
+
+  void record(uint64_t ns, uint64_t count) noexcept {
+    buckets_[bucket_of(ns)].add(count);
+    if (ns > max_.get()) max_.store(ns);
+  }
+  uint64_t bucket(unsigned b) const noexcept { return buckets_[b].get(); }
+  uint64_t max() const noexcept { return max_.get(); }
+
+ private:
+  struct Max {
+    std::atomic<uint64_t> v{0};
+    uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
+    void store(uint64_t x) noexcept { v.store(x, std::memory_order_relaxed); }
+  };
+  std::array<Counter, kBuckets> buckets_{};
+  Max max_;
+};
+
+// One worker's counters. Rule counters live beside it in an array sized at startup.
+struct alignas(64) WorkerCounters {
+  std::array<Counter, kDropCount> drops{};
+  PacketBytes fallback;  // packets that matched no rule ("default")
+  PacketBytes non_ip;
+  Counter rx_packets;
+  Counter loops;  // heartbeat: the main lcore sees a stuck worker
+  LatencyHistogram latency;
+};
+
+struct alignas(64) RuleCounters {
+  PacketBytes hits;
+};
+
+}  // namespace sluice::stats

@@ -1,0 +1,204 @@
+#include "lib/stats/snapshot.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace sluice::stats {
+
+namespace {
+
+constexpr std::array<std::string_view, kDropCount> kDropNames = {
+    "runt",         "l3_truncated", "ipv4_version", "ipv4_ihl",     "ipv4_length", "ipv4_checksum",
+    "ipv6_version", "ipv6_length",  "ipv6_ext",     "l4_truncated", "tcp_offset",  "udp_length",
+    "non_ip",       "rule",         "default",      "tx_full",      "ring_full",   "capture_full",
+};
+
+// JSON string escaping for names and messages (rule names are plain, error text is not).
+std::string quote(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string pkt_bytes(const Totals& t) {
+  return fmt::format("{{\"packets\": {}, \"bytes\": {}}}", t.packets, t.bytes);
+}
+
+}  // namespace
+
+std::string_view drop_name(Drop d) noexcept {
+  return kDropNames[static_cast<size_t>(d)];
+}
+
+uint64_t percentile(const std::vector<const WorkerCounters*>& workers, double q) {
+  uint64_t total = 0;
+  for (unsigned b = 0; b < LatencyHistogram::kBuckets; ++b) {
+    for (auto* w : workers) total += w->latency.bucket(b);
+  }
+  if (total == 0) return 0;
+  auto rank = static_cast<uint64_t>(std::ceil(q * static_cast<double>(total)));
+  rank = std::max<uint64_t>(rank, 1);
+  uint64_t seen = 0;
+  for (unsigned b = 0; b < LatencyHistogram::kBuckets; ++b) {
+    for (auto* w : workers) seen += w->latency.bucket(b);
+    if (seen >= rank) return LatencyHistogram::upper_bound(b);
+  }
+  return 0;
+}
+
+void sum_workers(Snapshot& snap, const std::vector<const WorkerCounters*>& workers,
+                 const std::vector<const RuleCounters*>& rule_counters,
+                 const std::vector<std::string>& rule_names) {
+  snap.drops.fill(0);
+  snap.fallback = {};
+  snap.non_ip = {};
+  snap.latency_ns = {};
+  for (auto* w : workers) {
+    for (size_t d = 0; d < kDropCount; ++d) snap.drops[d] += w->drops[d].get();
+    snap.fallback.packets += w->fallback.packets.get();
+    snap.fallback.bytes += w->fallback.bytes.get();
+    snap.non_ip.packets += w->non_ip.packets.get();
+    snap.non_ip.bytes += w->non_ip.bytes.get();
+    snap.latency_ns.max = std::max(snap.latency_ns.max, w->latency.max());
+  }
+  snap.rules.clear();
+  snap.rules.reserve(rule_names.size());
+  for (size_t r = 0; r < rule_names.size(); ++r) {
+    Totals t;
+    for (auto* rc : rule_counters) {
+      t.packets += rc[r].hits.packets.get();
+      t.bytes += rc[r].hits.bytes.get();
+    }
+    snap.rules.emplace_back(rule_names[r], t);
+  }
+  snap.latency_ns.p50 = percentile(workers, 0.50);
+  snap.latency_ns.p99 = percentile(workers, 0.99);
+  snap.latency_ns.p999 = percentile(workers, 0.999);
+  // A bucket's upper bound can exceed the largest value seen; never report p > max.
+  for (uint64_t* p : {&snap.latency_ns.p50, &snap.latency_ns.p99, &snap.latency_ns.p999}) {
+    *p = std::min(*p, snap.latency_ns.max);
+  }
+}
+
+std::string to_json(const Snapshot& s) {
+  std::string o = "{\n";
+  o += fmt::format("  \"uptime_s\": {:.3f},\n", s.uptime_s);
+  o += fmt::format("  \"simd\": {},\n", quote(s.simd));
+  o += "  \"ports\": {";
+  for (size_t i = 0; i < s.ports.size(); ++i) {
+    const auto& p = s.ports[i];
+    o += fmt::format(
+        "{}\n    {}: {{\"rx_packets\": {}, \"rx_bytes\": {}, \"tx_packets\": {}, \"tx_bytes\": {}, "
+        "\"rx_missed\": {}, \"rx_nombuf\": {}, \"tx_errors\": {}}}",
+        i ? "," : "", quote(p.name), p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes,
+        p.rx_missed, p.rx_nombuf, p.tx_errors);
+  }
+  o += s.ports.empty() ? "},\n" : "\n  },\n";
+  o += "  \"drops\": {";
+  for (size_t d = 0; d < kDropCount; ++d) {
+    o += fmt::format("{}\n    {}: {}", d ? "," : "", quote(kDropNames[d]), s.drops[d]);
+  }
+  o += "\n  },\n";
+  o += "  \"rules\": {";
+  for (size_t r = 0; r < s.rules.size(); ++r) {
+    o += fmt::format("{}\n    {}: {}", r ? "," : "", quote(s.rules[r].first),
+                     pkt_bytes(s.rules[r].second));
+  }
+  o += s.rules.empty() ? "},\n" : "\n  },\n";
+  o += fmt::format("  \"default\": {},\n", pkt_bytes(s.fallback));
+  o += fmt::format("  \"non_ip\": {},\n", pkt_bytes(s.non_ip));
+  o += fmt::format(
+      "  \"capture\": {{\"packets\": {}, \"bytes\": {}, \"chunks\": {}, \"segments\": {}, "
+      "\"dropped\": {}}},\n",
+      s.capture.packets, s.capture.bytes, s.capture.chunks, s.capture.segments, s.capture.dropped);
+  o += fmt::format(
+      "  \"reload\": {{\"generation\": {}, \"ok\": {}, \"failed\": {}, \"last_error\": {}}},\n",
+      s.reload.generation, s.reload.ok, s.reload.failed, quote(s.reload.last_error));
+  o += fmt::format("  \"mempool\": {{\"total\": {}, \"available\": {}}},\n", s.mempool.total,
+                   s.mempool.available);
+  o += fmt::format("  \"latency_ns\": {{\"p50\": {}, \"p99\": {}, \"p999\": {}, \"max\": {}}}\n",
+                   s.latency_ns.p50, s.latency_ns.p99, s.latency_ns.p999, s.latency_ns.max);
+  o += "}\n";
+  return o;
+}
+
+std::string to_table(const Snapshot& s, const Snapshot* prev, double interval_s) {
+  std::string o;
+  auto rate = [&](uint64_t now, uint64_t before) -> uint64_t {
+    if (prev == nullptr || interval_s <= 0 || now < before) return 0;
+    return static_cast<uint64_t>(static_cast<double>(now - before) / interval_s);
+  };
+  for (size_t i = 0; i < s.ports.size(); ++i) {
+    const auto& p = s.ports[i];
+    const PortSnapshot* q = prev && i < prev->ports.size() ? &prev->ports[i] : nullptr;
+    o += fmt::format(
+        "  ######################## NIC statistics for port {:<2} ({}) "
+        "########################\n",
+        i, p.name);
+    o += fmt::format("  RX-packets: {:<12} RX-missed: {:<12} RX-bytes:  {}\n", p.rx_packets,
+                     p.rx_missed, p.rx_bytes);
+    o += fmt::format("  RX-errors: {:<13} RX-nombuf: {}\n", p.rx_errors, p.rx_nombuf);
+    o += fmt::format("  TX-packets: {:<12} TX-errors: {:<12} TX-bytes:  {}\n", p.tx_packets,
+                     p.tx_errors, p.tx_bytes);
+    o += fmt::format("\n  Throughput (since last show)\n");
+    o += fmt::format("  Rx-pps: {:>12}          Rx-bps: {:>12}\n",
+                     rate(p.rx_packets, q ? q->rx_packets : 0),
+                     8 * rate(p.rx_bytes, q ? q->rx_bytes : 0));
+    o += fmt::format("  Tx-pps: {:>12}          Tx-bps: {:>12}\n",
+                     rate(p.tx_packets, q ? q->tx_packets : 0),
+                     8 * rate(p.tx_bytes, q ? q->tx_bytes : 0));
+    o += "  ############################################################################\n";
+  }
+  o +=
+      fmt::format("  ---------------------- sluice (simd {}, up {:.1f} s) ----------------------\n",
+                  s.simd, s.uptime_s);
+  std::string drops;
+  for (size_t d = 0; d < kDropCount; ++d) {
+    if (s.drops[d] == 0) continue;
+    drops += fmt::format(" {}={}", kDropNames[d], s.drops[d]);
+  }
+  o += fmt::format("  drops:{}\n", drops.empty() ? " none" : drops);
+  o += fmt::format("  default: {} pkts   non_ip: {} pkts   rules hit:", s.fallback.packets,
+                   s.non_ip.packets);
+  size_t shown = 0;
+  for (const auto& [name, t] : s.rules) {
+    if (t.packets == 0) continue;
+    if (++shown > 8) {
+      o += " ...";
+      break;
+    }
+    o += fmt::format(" {}={}", name, t.packets);
+  }
+  o += fmt::format("\n  mempool: {}/{} available   latency p50/p99/max: {}/{}/{} ns\n",
+                   s.mempool.available, s.mempool.total, s.latency_ns.p50, s.latency_ns.p99,
+                   s.latency_ns.max);
+  return o;
+}
+
+}  // namespace sluice::stats

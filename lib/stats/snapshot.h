@@ -1,0 +1,64 @@
+#pragma once
+// A point-in-time view of every statistic, summed over lcores, and its two renderings:
+// the statistics JSON of CONTRACT and a testpmd-style table.
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lib/stats/counters.h"
+
+namespace sluice::stats {
+
+struct PortSnapshot {
+  std::string name;
+  uint64_t rx_packets = 0, rx_bytes = 0, tx_packets = 0, tx_bytes = 0;
+  uint64_t rx_missed = 0, rx_nombuf = 0, tx_errors = 0, rx_errors = 0;
+};
+
+struct Totals {
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+};
+
+struct Snapshot {
+  double uptime_s = 0;
+  std::string simd;
+  std::vector<PortSnapshot> ports;
+  std::array<uint64_t, kDropCount> drops{};
+  std::vector<std::pair<std::string, Totals>> rules;  // file order
+  Totals fallback;
+  Totals non_ip;
+  struct {
+    uint64_t packets = 0, bytes = 0, chunks = 0, segments = 0, dropped = 0;
+  } capture;
+  struct {
+    uint64_t generation = 1, ok = 0, failed = 0;
+    std::string last_error;
+  } reload;
+  struct {
+    uint64_t total = 0, available = 0;
+  } mempool;
+  struct {
+    uint64_t p50 = 0, p99 = 0, p999 = 0, max = 0;
+  } latency_ns;
+};
+
+// Sums workers' counters into the snapshot's drops, default, non_ip, rules and latency.
+// rule_counters[w] points at worker w's array of rule_names.size() entries.
+void sum_workers(Snapshot& snap, const std::vector<const WorkerCounters*>& workers,
+                 const std::vector<const RuleCounters*>& rule_counters,
+                 const std::vector<std::string>& rule_names);
+
+// Percentile (0..1) of a histogram summed over workers, as a bucket's upper bound in ns.
+uint64_t percentile(const std::vector<const WorkerCounters*>& workers, double q);
+
+// The statistics JSON of CONTRACT (pretty-printed, stable key order).
+std::string to_json(const Snapshot& snap);
+
+// testpmd-style table; prev (may be null) and interval_s give the rates.
+std::string to_table(const Snapshot& snap, const Snapshot* prev, double interval_s);
+
+}  // namespace sluice::stats

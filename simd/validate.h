@@ -1,0 +1,87 @@
+#pragma once
+// Header validation and flow-key extraction on bursts of packets.
+//
+// This room knows nothing of DPDK: a packet is a pointer to its first contiguous bytes, how
+// many of them are readable, and the frame's total length. The pipeline linearises headers
+// that span mbuf segments before calling in (see lib/pipeline).
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace sluice::simd {
+
+// Validation verdicts. The order is CONTRACT's: a packet gets the first reason that holds.
+enum class Verdict : uint8_t {
+  kOk = 0,
+  kRunt,
+  kL3Truncated,
+  kIpv4Version,
+  kIpv4Ihl,
+  kIpv4Length,
+  kIpv4Checksum,
+  kIpv6Version,
+  kIpv6Length,
+  kIpv6Ext,
+  kL4Truncated,
+  kTcpOffset,
+  kUdpLength,
+};
+inline constexpr size_t kVerdictCount = 13;
+
+// CONTRACT names: "ok", "runt", "l3_truncated", ... "udp_length".
+std::string_view verdict_name(Verdict v) noexcept;
+
+enum class Family : uint8_t { kNone = 0, kIpv4 = 4, kIpv6 = 6 };
+
+// What the NIC said about the IPv4 header checksum (RTE_MBUF_F_RX_IP_CKSUM_*).
+enum class CksumHint : uint8_t { kUnknown = 0, kGood, kBad };
+
+struct PacketView {
+  const uint8_t* data;  // first byte of the Ethernet header
+  uint32_t data_len;    // bytes readable at data (<= frame_len)
+  uint32_t frame_len;   // bytes in the whole frame
+  CksumHint ip_cksum;
+};
+
+// The classification key. Its layout is also the rte_acl input buffer (lib/flow defines its
+// fields on these offsets), so multi-byte fields are in network byte order.
+struct alignas(8) FlowKey {
+  uint8_t proto;                // IP protocol after any IPv6 extension headers; 0 for non-IP
+  uint8_t in_port;              // ingress port id: set by the pipeline, not by the validator
+  uint8_t l4_valid;             // 1 when src_port/dst_port were read from a TCP/UDP/SCTP header
+  Family family;                // kNone for non-IP frames (ARP, LLDP, ...)
+  uint16_t src_port;            // network byte order; 0 unless l4_valid
+  uint16_t dst_port;            // network byte order; 0 unless l4_valid
+  std::array<uint8_t, 16> src;  // IPv4: first 4 bytes, the rest zero
+  std::array<uint8_t, 16> dst;
+  uint16_t l3_offset;  // offset of the IP header in the frame (not part of the ACL input)
+  uint16_t l4_offset;  // offset of the L4 header; 0 when there is none (non-first fragment)
+  uint8_t fragment;    // 1 for any IP fragment (first or not)
+  uint8_t pad_[3];
+};
+static_assert(sizeof(FlowKey) == 48);
+static_assert(offsetof(FlowKey, src_port) == 4);
+static_assert(offsetof(FlowKey, src) == 8);
+static_assert(offsetof(FlowKey, dst) == 24);
+
+// Longest header chain the validator reads: Ethernet + 2 VLAN tags + IPv6 + 8 extension
+// headers of typical size + L4. The pipeline linearises at most this many bytes of a
+// multi-segment frame; a chain that runs past them is counted as ipv6_ext.
+inline constexpr uint32_t kMaxHeaderBytes = 512;
+
+// Validates n packets. verdicts[i] is kOk or exactly one drop reason; keys[i] is filled for
+// every packet with verdict kOk (its in_port is left untouched). Returns how many are kOk.
+using ValidateBurstFn = uint16_t (*)(const PacketView* pkts, uint16_t n, FlowKey* keys,
+                                     Verdict* verdicts) noexcept;
+
+// The scalar reference: every other kernel must give the same verdicts and keys.
+uint16_t validate_burst_scalar(const PacketView* pkts, uint16_t n, FlowKey* keys,
+                               Verdict* verdicts) noexcept;
+
+enum class Kernel : uint8_t { kScalar = 0 };
+std::string_view kernel_name(Kernel k) noexcept;
+ValidateBurstFn kernel_fn(Kernel k) noexcept;
+
+}  // namespace sluice::simd

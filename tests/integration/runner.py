@@ -1,0 +1,78 @@
+"""Small harness for sluice integration tests: temp configs, running sluice, checks.
+
+Each test script calls check(name, condition, detail) and finally report(), which prints
+"N passed, N failed" as its last line and exits non-zero on any failure.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+_results = []
+
+
+def check(name, ok, detail=""):
+    _results.append((name, bool(ok)))
+    print(f"{'PASS' if ok else 'FAIL'}: {name}" + ("" if ok or not detail else f"\n      {detail}"))
+    return bool(ok)
+
+
+def report():
+    passed = sum(1 for _, ok in _results if ok)
+    failed = len(_results) - passed
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed or not _results else 0)
+
+
+def write(dirname, name, text):
+    path = os.path.join(dirname, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def eal_args(prefix, lcores="0,1", mem=("--no-huge", "-m", "512")):
+    return ["-l", lcores, *mem, "--no-pci", "--in-memory", f"--file-prefix={prefix}-{os.getpid()}",
+            "--log-level=lib.eal:error"]
+
+
+def run(sluice, eal, app, timeout=60):
+    """Runs sluice to completion; returns (exit code, stdout, stderr)."""
+    cmd = [sluice, *eal, "--", *app] if eal is not None else [sluice, *app]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return p.returncode, p.stdout, p.stderr
+
+
+def start(sluice, eal, app):
+    cmd = [sluice, *eal, "--", *app]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+
+
+def pool_lines_ok(log):
+    """Pool levels before start and after stop, as sluice logs them."""
+    before = re.search(r"mempool (\S+): (\d+)/(\d+) mbufs available before start", log)
+    after = re.search(r"mempool: all (\d+) mbufs returned", log)
+    if not before or not after:
+        return False, "missing pool level lines in the log"
+    if before.group(2) != before.group(3):
+        return False, f"pool not full before start: {before.group(2)}/{before.group(3)}"
+    return True, ""
+
+
+def appliance(ports, flows="flows.yaml", lcores="[1]", extra=""):
+    text = "ports:\n"
+    for name, device in ports:
+        text += f"  - name: {name}\n    device: \"{device}\"\n"
+    text += f"workers:\n  lcores: {lcores}\n  burst: 32\nflows: {flows}\n{extra}"
+    return text
+
+
+FORWARD_ALL = "version: 1\nnon_ip: { action: forward, to: out }\ndefault: { action: forward, to: out }\nrules: []\n"
+
+
+def tempdir():
+    return tempfile.TemporaryDirectory(prefix="sluice-it-")

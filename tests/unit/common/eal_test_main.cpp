@@ -1,0 +1,37 @@
+// gtest main for tests that need DPDK: an EAL in this process with no hugepages, no PCI
+// and no shared files, so the tests run anywhere (CI, a laptop, a container).
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_log.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  std::string prefix = "--file-prefix=sluice-test-" + std::to_string(getpid());
+  std::vector<std::string> args = {"sluice-test",
+                                   "--no-huge",
+                                   "-m",
+                                   "512",
+                                   "--no-pci",
+                                   "--in-memory",
+                                   "--log-level=lib.eal:error",
+                                   prefix,
+                                   "-l",
+                                   "0"};
+  std::vector<char*> eal_argv;
+  for (auto& a : args) eal_argv.push_back(a.data());
+  if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
+    std::fprintf(stderr, "eal_test_main: rte_eal_init failed: %s\n", rte_strerror(rte_errno));
+    return 1;
+  }
+  int rc = RUN_ALL_TESTS();
+  rte_eal_cleanup();
+  return rc;
+}

@@ -1,0 +1,267 @@
+// The worker's burst processing on ring-backed ethdevs (rte_eth_from_rings): what each port
+// transmits is read back from its TX ring. Every test checks the pool is full afterwards.
+
+#include <rte_eth_ring.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include <atomic>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "lib/flow/flow_table.h"
+#include "lib/pipeline/worker.h"
+
+namespace sluice::pipeline {
+namespace {
+
+constexpr unsigned kPoolSize = 1023;
+
+// Ethernet + IPv4 + UDP, 64 bytes, valid checksum; dst port given.
+std::vector<uint8_t> udp_frame(uint16_t dport, size_t len = 64) {
+  std::vector<uint8_t> f(len, 0);
+  const uint8_t eth[14] = {2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00};
+  std::memcpy(f.data(), eth, 14);
+  uint8_t* ip = f.data() + 14;
+  const uint16_t total = static_cast<uint16_t>(len - 14);
+  ip[0] = 0x45;
+  ip[2] = total >> 8;
+  ip[3] = total & 0xff;
+  ip[8] = 64;
+  ip[9] = 17;
+  const uint8_t addrs[8] = {10, 0, 0, 1, 192, 168, 1, 1};
+  std::memcpy(ip + 12, addrs, 8);
+  uint32_t sum = 0;
+  for (int i = 0; i < 20; i += 2) sum += (ip[i] << 8) | ip[i + 1];
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  const uint16_t ck = static_cast<uint16_t>(~sum);
+  ip[10] = ck >> 8;
+  ip[11] = ck & 0xff;
+  uint8_t* udp = ip + 20;
+  udp[0] = 0x30;
+  udp[1] = 0x39;
+  udp[2] = dport >> 8;
+  udp[3] = dport & 0xff;
+  const uint16_t ulen = static_cast<uint16_t>(total - 20);
+  udp[4] = ulen >> 8;
+  udp[5] = ulen & 0xff;
+  return f;
+}
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    static int instance = 0;
+    ++instance;
+    pool_ = rte_pktmbuf_pool_create(("wt_pool" + std::to_string(instance)).c_str(), kPoolSize, 0, 0,
+                                    RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+    ASSERT_NE(pool_, nullptr);
+    for (int p = 0; p < 2; ++p) {
+      std::string name = "wt" + std::to_string(instance) + "_" + std::to_string(p);
+      rx_[p] = rte_ring_create((name + "rx").c_str(), 1024, SOCKET_ID_ANY,
+                               RING_F_SP_ENQ | RING_F_SC_DEQ);
+      tx_[p] = rte_ring_create((name + "tx").c_str(), tx_ring_size_, SOCKET_ID_ANY,
+                               RING_F_SP_ENQ | RING_F_SC_DEQ);
+      ASSERT_NE(rx_[p], nullptr);
+      ASSERT_NE(tx_[p], nullptr);
+      int id = rte_eth_from_rings(name.c_str(), &rx_[p], 1, &tx_[p], 1, SOCKET_ID_ANY);
+      ASSERT_GE(id, 0);
+      port_ids_.push_back(static_cast<uint16_t>(id));
+      rte_eth_conf conf{};
+      ASSERT_EQ(rte_eth_dev_configure(id, 1, 1, &conf), 0);
+      ASSERT_EQ(rte_eth_rx_queue_setup(id, 0, 64, SOCKET_ID_ANY, nullptr, pool_), 0);
+      ASSERT_EQ(rte_eth_tx_queue_setup(id, 0, 64, SOCKET_ID_ANY, nullptr), 0);
+      ASSERT_EQ(rte_eth_dev_start(id), 0);
+    }
+  }
+
+  void TearDown() override {
+    if (table_) worker_release(w_);
+    for (auto* r : tx_) drain(r);
+    EXPECT_EQ(rte_mempool_avail_count(pool_), kPoolSize) << "an mbuf leaked";
+    for (uint16_t id : port_ids_) {
+      rte_eth_dev_stop(id);
+      rte_eth_dev_close(id);
+    }
+    for (int p = 0; p < 2; ++p) {
+      rte_ring_free(rx_[p]);
+      rte_ring_free(tx_[p]);
+    }
+    rte_mempool_free(pool_);
+  }
+
+  // Rules: udp dst 53 -> forward to port 1, mirror to port 0; udp dst 23 -> drop;
+  // default forward to port 1.
+  void make_worker(uint16_t burst = 32) {
+    config::Flows flows;
+    flows.fallback = {config::Action::kForward, 1};
+    config::Rule dns;
+    dns.name = "dns";
+    dns.match.proto = 17;
+    dns.match.dst_port = config::PortRange{53, 53};
+    dns.action = config::Action::kForward;
+    dns.to = 1;
+    dns.mirror = 0;
+    config::Rule telnet;
+    telnet.name = "telnet";
+    telnet.match.proto = 17;
+    telnet.match.dst_port = config::PortRange{23, 23};
+    telnet.action = config::Action::kDrop;
+    flows.rules = {dns, telnet};
+    static int gen = 0;
+    auto t = flow::FlowTable::build(flows, "wt-table" + std::to_string(++gen), SOCKET_ID_ANY);
+    ASSERT_TRUE(t.ok()) << t.error();
+    table_ = std::move(*t);
+    table_ptr_.store(table_.get());
+    w_.burst = burst;
+    w_.table = &table_ptr_;
+    w_.stop = &stop_;
+    w_.validate = simd::kernel_fn(simd::Kernel::kScalar);
+    auto r = worker_prepare(w_, port_ids_, table_->rule_count(), SOCKET_ID_ANY);
+    ASSERT_TRUE(r.ok()) << r.error();
+  }
+
+  rte_mbuf* mbuf_of(const std::vector<uint8_t>& bytes) {
+    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+    EXPECT_NE(m, nullptr);
+    std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(bytes.size())), bytes.data(),
+                bytes.size());
+    return m;
+  }
+
+  // A chain whose segments end at the given offsets (the headers are split between them).
+  rte_mbuf* chain_of(const std::vector<uint8_t>& bytes, const std::vector<size_t>& cuts) {
+    rte_mbuf* head = nullptr;
+    size_t from = 0;
+    std::vector<size_t> ends = cuts;
+    ends.push_back(bytes.size());
+    for (size_t end : ends) {
+      rte_mbuf* seg = rte_pktmbuf_alloc(pool_);
+      EXPECT_NE(seg, nullptr);
+      std::memcpy(rte_pktmbuf_append(seg, static_cast<uint16_t>(end - from)), bytes.data() + from,
+                  end - from);
+      if (head == nullptr) {
+        head = seg;
+      } else {
+        EXPECT_EQ(rte_pktmbuf_chain(head, seg), 0);
+      }
+      from = end;
+    }
+    return head;
+  }
+
+  std::vector<std::vector<uint8_t>> sent(int port) {
+    std::vector<std::vector<uint8_t>> out;
+    void* obj;
+    while (rte_ring_dequeue(tx_[port], &obj) == 0) {
+      auto* m = static_cast<rte_mbuf*>(obj);
+      std::vector<uint8_t> bytes(m->pkt_len);
+      rte_pktmbuf_read(m, 0, m->pkt_len, bytes.data());
+      const void* p = rte_pktmbuf_read(m, 0, m->pkt_len, bytes.data());
+      if (p != bytes.data()) std::memcpy(bytes.data(), p, m->pkt_len);
+      out.push_back(bytes);
+      rte_pktmbuf_free(m);
+    }
+    return out;
+  }
+
+  static void drain(rte_ring* r) {
+    void* obj;
+    while (rte_ring_dequeue(r, &obj) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(obj));
+  }
+
+  uint64_t drops(stats::Drop d) const { return w_.counters.drops[static_cast<size_t>(d)].get(); }
+
+  unsigned tx_ring_size_ = 1024;
+  rte_mempool* pool_ = nullptr;
+  rte_ring* rx_[2]{};
+  rte_ring* tx_[2]{};
+  std::vector<uint16_t> port_ids_;
+  std::unique_ptr<flow::FlowTable> table_;
+  std::atomic<const flow::FlowTable*> table_ptr_{nullptr};
+  std::atomic<bool> stop_{false};
+  Worker w_;
+};
+
+TEST_F(WorkerTest, ForwardsByDefaultAndDropsByRule) {
+  make_worker();
+  auto fwd = udp_frame(80), telnet = udp_frame(23);
+  rte_mbuf* pkts[2] = {mbuf_of(fwd), mbuf_of(telnet)};
+  process_burst(w_, 0, pkts, 2, rte_rdtsc());
+  worker_flush(w_);
+  auto out1 = sent(1);
+  ASSERT_EQ(out1.size(), 1u);
+  EXPECT_EQ(out1[0], fwd);
+  EXPECT_TRUE(sent(0).empty());
+  EXPECT_EQ(drops(stats::Drop::kRule), 1u);
+  EXPECT_EQ(w_.rule_counters[1].hits.packets.get(), 1u);
+  EXPECT_EQ(w_.rule_counters[1].hits.bytes.get(), telnet.size());
+  EXPECT_EQ(w_.counters.fallback.packets.get(), 1u);
+}
+
+TEST_F(WorkerTest, HeadersSplitAcrossSegmentsAreValidatedAndForwardedIntact) {
+  make_worker();
+  auto dns = udp_frame(53, 200);
+  // Cuts inside the Ethernet header, inside the IPv4 header, inside the UDP header.
+  rte_mbuf* pkts[3] = {chain_of(dns, {6}), chain_of(dns, {20, 30}), chain_of(dns, {36, 40})};
+  process_burst(w_, 1, pkts, 3, rte_rdtsc());
+  worker_flush(w_);
+  auto out1 = sent(1);
+  auto out0 = sent(0);  // mirror copies
+  ASSERT_EQ(out1.size(), 3u);
+  ASSERT_EQ(out0.size(), 3u);
+  for (const auto& f : out1) EXPECT_EQ(f, dns);
+  for (const auto& f : out0) EXPECT_EQ(f, dns);
+  EXPECT_EQ(w_.rule_counters[0].hits.packets.get(), 3u);
+  for (size_t d = 0; d < stats::kDropCount; ++d) EXPECT_EQ(w_.counters.drops[d].get(), 0u);
+}
+
+TEST_F(WorkerTest, MalformedSegmentedFrameIsCountedAndFreed) {
+  make_worker();
+  auto bad = udp_frame(53, 100);
+  bad[24] ^= 0xff;  // corrupt the IPv4 checksum's neighbour: the checksum no longer holds
+  rte_mbuf* pkts[2] = {chain_of(bad, {20, 50}), mbuf_of(std::vector<uint8_t>(10, 0))};
+  process_burst(w_, 0, pkts, 2, rte_rdtsc());
+  worker_flush(w_);
+  EXPECT_TRUE(sent(0).empty());
+  EXPECT_TRUE(sent(1).empty());
+  EXPECT_EQ(drops(stats::Drop::kIpv4Checksum), 1u);
+  EXPECT_EQ(drops(stats::Drop::kRunt), 1u);
+}
+
+TEST_F(WorkerTest, MirrorSendsOneReferencePerPortAndNothingLeaks) {
+  make_worker();
+  auto dns = udp_frame(53);
+  std::vector<rte_mbuf*> pkts;
+  for (int i = 0; i < 32; ++i) pkts.push_back(mbuf_of(dns));
+  process_burst(w_, 0, pkts.data(), 32, rte_rdtsc());
+  worker_flush(w_);
+  EXPECT_EQ(sent(0).size(), 32u);
+  EXPECT_EQ(sent(1).size(), 32u);
+}
+
+class WorkerTxFullTest : public WorkerTest {
+ protected:
+  WorkerTxFullTest() { tx_ring_size_ = 32; }  // holds 31 packets
+};
+
+TEST_F(WorkerTxFullTest, FullTxQueueDropsAndCountsWithoutBlocking) {
+  make_worker(32);
+  auto f = udp_frame(80);
+  for (int round = 0; round < 2; ++round) {
+    std::vector<rte_mbuf*> pkts;
+    for (int i = 0; i < 32; ++i) pkts.push_back(mbuf_of(f));
+    process_burst(w_, 0, pkts.data(), 32, rte_rdtsc());
+  }
+  worker_flush(w_);
+  auto out = sent(1);
+  EXPECT_EQ(out.size(), 31u);
+  EXPECT_EQ(drops(stats::Drop::kTxFull), 64u - 31u);
+}
+
+}  // namespace
+}  // namespace sluice::pipeline

@@ -1,0 +1,101 @@
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "lib/stats/snapshot.h"
+
+namespace sluice::stats {
+namespace {
+
+TEST(LatencyHistogram, BucketsCoverEveryValueAndBoundsHold) {
+  for (uint64_t v : {0ull, 1ull, 15ull, 16ull, 17ull, 31ull, 32ull, 1000ull, 123456789ull,
+                     (1ull << 40) + 12345, ~0ull >> 1}) {
+    unsigned b = LatencyHistogram::bucket_of(v);
+    ASSERT_LT(b, LatencyHistogram::kBuckets) << v;
+    EXPECT_LE(v, LatencyHistogram::upper_bound(b)) << v;
+    if (b > 0) EXPECT_GT(v, LatencyHistogram::upper_bound(b - 1)) << v;
+  }
+  // Relative error stays within one sub-bucket (1/16).
+  for (uint64_t v = 16; v < 1'000'000; v = v * 3 / 2 + 1) {
+    uint64_t ub = LatencyHistogram::upper_bound(LatencyHistogram::bucket_of(v));
+    EXPECT_LE(static_cast<double>(ub - v), static_cast<double>(v) / 16.0 + 1) << v;
+  }
+}
+
+TEST(Snapshot, SumsWorkersAndPercentiles) {
+  auto a = std::make_unique<WorkerCounters>();
+  auto b = std::make_unique<WorkerCounters>();
+  a->drops[static_cast<size_t>(Drop::kRunt)].add(2);
+  b->drops[static_cast<size_t>(Drop::kRunt)].add(3);
+  b->drops[static_cast<size_t>(Drop::kTxFull)].add(7);
+  a->fallback.add(100);
+  b->non_ip.add(60);
+  a->latency.record(100, 98);
+  b->latency.record(5000, 2);
+  auto ra = std::make_unique<RuleCounters[]>(2);
+  auto rb = std::make_unique<RuleCounters[]>(2);
+  ra[1].hits.add(64);
+  rb[1].hits.add(128);
+  Snapshot s;
+  sum_workers(s, {a.get(), b.get()}, {ra.get(), rb.get()}, {"r0", "r1"});
+  EXPECT_EQ(s.drops[static_cast<size_t>(Drop::kRunt)], 5u);
+  EXPECT_EQ(s.drops[static_cast<size_t>(Drop::kTxFull)], 7u);
+  EXPECT_EQ(s.fallback.packets, 1u);
+  EXPECT_EQ(s.fallback.bytes, 100u);
+  EXPECT_EQ(s.non_ip.bytes, 60u);
+  ASSERT_EQ(s.rules.size(), 2u);
+  EXPECT_EQ(s.rules[1].first, "r1");
+  EXPECT_EQ(s.rules[1].second.packets, 2u);
+  EXPECT_EQ(s.rules[1].second.bytes, 192u);
+  EXPECT_EQ(s.rules[0].second.packets, 0u);
+  EXPECT_GE(s.latency_ns.p50, 100u);
+  EXPECT_LT(s.latency_ns.p50, 107u);
+  EXPECT_GE(s.latency_ns.p99, 5000u);
+  EXPECT_EQ(s.latency_ns.max, 5000u);
+}
+
+TEST(Snapshot, JsonHasEveryContractKeyAndEscapes) {
+  Snapshot s;
+  s.ports.push_back({"wan", 1, 2, 3, 4, 5, 6, 7, 0});
+  s.reload.last_error = "flows.yaml:3:4: bad \"x\"\n";
+  std::string j = to_json(s);
+  for (const char* key : {"\"uptime_s\"",
+                          "\"ports\"",
+                          "\"wan\"",
+                          "\"rx_packets\": 1",
+                          "\"rx_bytes\": 2",
+                          "\"tx_packets\": 3",
+                          "\"tx_bytes\": 4",
+                          "\"rx_missed\": 5",
+                          "\"rx_nombuf\": 6",
+                          "\"tx_errors\": 7",
+                          "\"drops\"",
+                          "\"rules\"",
+                          "\"default\"",
+                          "\"non_ip\"",
+                          "\"capture\"",
+                          "\"chunks\"",
+                          "\"segments\"",
+                          "\"dropped\"",
+                          "\"reload\"",
+                          "\"generation\": 1",
+                          "\"last_error\": \"flows.yaml:3:4: bad \\\"x\\\"\\n\"",
+                          "\"mempool\"",
+                          "\"available\"",
+                          "\"latency_ns\"",
+                          "\"p50\"",
+                          "\"p99\"",
+                          "\"p999\"",
+                          "\"max\""}) {
+    EXPECT_NE(j.find(key), std::string::npos) << key << "\n" << j;
+  }
+  for (size_t d = 0; d < kDropCount; ++d) {
+    std::string key = "\"" + std::string(drop_name(static_cast<Drop>(d))) + "\": 0";
+    EXPECT_NE(j.find(key), std::string::npos) << key;
+  }
+}
+
+}  // namespace
+}  // namespace sluice::stats
