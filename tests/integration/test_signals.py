@@ -12,7 +12,7 @@ from runner import FORWARD_ALL, appliance, check, eal_args, pool_lines_ok, repor
 def one(sluice, pcap, sig, tag):
     with tempdir() as d:
         write(d, "flows.yaml", FORWARD_ALL)
-        cfg = write(d, "sluice.yaml", appliance([("in", f"net_pcap0,rx_pcap={pcap},infinite_rx=1"), ("out", "net_null0")]))
+        cfg = write(d, "sluice.yaml", appliance([("in", f"net_pcap0,rx_pcap={pcap},infinite_rx=1"), ("out", "net_null0,no-rx=1")]))
         stats = os.path.join(d, "stats.json")
         p = start(sluice, eal_args(tag), ["-c", cfg, "--stats-out", stats])
         time.sleep(3)

@@ -17,17 +17,17 @@ def main():
 
     with tempdir() as d:
         write(d, "flows.yaml", FORWARD_ALL)
-        good_ports = [("in", f"net_pcap0,rx_pcap={pcap}"), ("out", "net_null0")]
+        good_ports = [("in", f"net_pcap0,rx_pcap={pcap}"), ("out", "net_null0,no-rx=1")]
 
         # A vdev whose file does not exist.
-        cfg = write(d, "missing-dev.yaml", appliance([("in", "net_pcap0,rx_pcap=/nonexistent/x.pcap"), ("out", "net_null0")]))
+        cfg = write(d, "missing-dev.yaml", appliance([("in", "net_pcap0,rx_pcap=/nonexistent/x.pcap"), ("out", "net_null0,no-rx=1")]))
         rc, out, err = run(s, eal_args("st1"), ["-c", cfg])
         check("missing vdev file: exit 2", rc == 2, f"rc={rc}\n{err}")
         check("missing vdev file: names the port, line and fix",
               re.search(r"missing-dev\.yaml:3:\d+: port 'in': cannot attach device", err) and "files must exist" in err, err)
 
         # A PCI address that is not there.
-        cfg = write(d, "missing-pci.yaml", appliance([("in", "0000:99:00.0"), ("out", "net_null0")]))
+        cfg = write(d, "missing-pci.yaml", appliance([("in", "0000:99:00.0"), ("out", "net_null0,no-rx=1")]))
         rc, out, err = run(s, eal_args("st2"), ["-c", cfg])
         check("missing PCI device: exit 2", rc == 2, f"rc={rc}\n{err}")
         check("missing PCI device: says how to bind it", "dpdk-devbind.py --bind=vfio-pci 0000:99:00.0" in err, err)

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""sluice --check: exit 0 with a summary for valid configs, exit 1 with file:line:col for bad
+ones; no EAL, no hugepages, no devices, no root."""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+
+from runner import check, report, run, tempdir, write
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sluice", required=True)
+    ap.add_argument("--data", required=True)
+    args = ap.parse_args()
+    s = args.sluice
+    repo = os.path.abspath(os.path.join(args.data, "..", "..", ".."))
+
+    for cfg in ["config/sluice.yaml", "config/demo/sluice.yaml"]:
+        rc, out, err = run(s, None, ["--check", "-c", os.path.join(repo, cfg)])
+        check(f"--check {cfg}: exit 0", rc == 0, f"rc={rc}\n{out}\n{err}")
+        check(f"--check {cfg}: summary names ports, lcores, rules per family and memory",
+              "config OK" in out and "ports (" in out and "lcores:" in out and "IPv4 table" in out and "MiB" in out, out)
+
+    with tempdir() as d:
+        write(d, "flows.yaml", "version: 1\nrules:\n  - name: a\n    match: { proto: tcp, dst: 10.0.0.0/8 }\n    action: drop\n"
+                               "  - name: b\n    match: { dst: \"2001:db8::/32\" }\n    action: drop\n"
+                               "  - name: c\n    match: { proto: udp }\n    action: drop\n")
+        good = write(d, "good.yaml", "ports:\n  - name: wan\n    device: \"0000:3b:00.0\"\n"
+                                     "  - name: lan\n    device: \"0000:3b:00.1\"\nworkers:\n  lcores: [1, 2]\nflows: flows.yaml\n")
+        rc, out, err = run(s, None, ["--check", "-c", good])
+        check("--check with PCI devices that are not here: exit 0 (no devices touched)", rc == 0, f"rc={rc}\n{err}")
+        check("--check: rules per family (1 v4, 1 v6, 1 both)",
+              re.search(r"3 rules \(IPv4 only 1, IPv6 only 1, both families 1", out), out)
+        m = re.search(r"memory: (\d+) MiB", out)
+        check("--check: prints the memory needed", m and int(m.group(1)) > 0, out)
+
+        if os.geteuid() == 0 and shutil.which("setpriv"):
+            os.chmod(d, 0o755)
+            for f in os.listdir(d):
+                os.chmod(os.path.join(d, f), 0o644)
+            p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", s, "--check", "-c", good],
+                               capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            check("--check as user nobody: exit 0", p.returncode == 0, f"rc={p.returncode}\n{p.stderr}")
+        else:
+            print("SKIPPED: --check as an unprivileged user (needs root to switch user)")
+
+        bad = write(d, "bad.yaml", "ports:\n  - name: wan\n    device: \"0000:3b:00.0\"\n    rx_descriptors: lots\n"
+                                   "workers:\n  lcores: [1]\nflows: flows.yaml\n")
+        rc, out, err = run(s, None, ["--check", "-c", bad])
+        check("--check bad type: exit 1", rc == 1, f"rc={rc}\n{out}\n{err}")
+        check("--check bad type: names file:line:col", re.search(r"bad\.yaml:4:\d+:", err), err)
+
+        write(d, "badflows.yaml", "version: 1\nrules:\n  - name: x\n    match: { dst: 10.0.0.0/33 }\n    action: drop\n")
+        badf = write(d, "badf.yaml", "ports:\n  - name: wan\n    device: net_null0\nworkers:\n  lcores: [1]\nflows: badflows.yaml\n")
+        rc, out, err = run(s, None, ["--check", "-c", badf])
+        check("--check bad CIDR in the flows file: exit 1 naming badflows.yaml:4", rc == 1 and re.search(r"badflows\.yaml:4:\d+:", err),
+              f"rc={rc}\n{err}")
+
+        cap = write(d, "cap.yaml", "ports:\n  - name: wan\n    device: net_null0\nworkers:\n  lcores: [1]\nflows: flows.yaml\n"
+                                   "capture:\n  lcore: 2\n  path: /tmp\n")
+        rc, out, err = run(s, None, ["--check", "-c", cap])
+        check("--check capture section: exit 1, says capture is not available", rc == 1 and "capture" in err and "not available" in err,
+              f"rc={rc}\n{err}")
+
+        rc, out, err = run(s, None, ["--check", "-c", os.path.join(d, "absent.yaml")])
+        check("--check missing file: exit 1", rc == 1 and "absent.yaml" in err, f"rc={rc}\n{err}")
+    report()
+
+
+if __name__ == "__main__":
+    main()
