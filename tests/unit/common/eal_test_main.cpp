@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
                                    "-m",
                                    "512",
                                    "--no-pci",
-                                   "--in-memory",
+                                   "--no-shconf",
                                    "--log-level=lib.eal:error",
                                    prefix,
                                    "-l",
