@@ -149,7 +149,7 @@ void process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t n,
     }
     const bool fwd = a->action == config::Action::kForward;
     if (a->mirror != flow::kNoPort) {
-      if (fwd) rte_mbuf_refcnt_update(m, 1);  // one reference per egress port
+      if (fwd) rte_pktmbuf_refcnt_update(m, 1);  // every segment: one reference per port
       rte_eth_tx_buffer(w.port_ids[a->mirror], w.tx_queue, w.tx[a->mirror], m);
     }
     if (fwd) {
