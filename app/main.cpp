@@ -1,6 +1,7 @@
 // sluice: startup order, signals, the control-plane loop, a clean stop, exit codes.
 // Only this file decides to exit the process.
 
+#include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_ethdev.h>
 #include <rte_launch.h>
@@ -147,8 +148,8 @@ int run(const app::Options& opt, std::shared_ptr<const config::Config> cfg) {
     return kExitStartup;
   }
   install_signals();
-  spdlog::info("sluice {} on {}, main lcore {}, EAL lcores {}", SLUICE_VERSION, rte_version(),
-               rte_get_main_lcore(), eal_lcore_list());
+  spdlog::info("sluice {} on {}, main lcore {}, EAL lcores {}, TSC {} Hz", SLUICE_VERSION,
+               rte_version(), rte_get_main_lcore(), eal_lcore_list(), rte_get_tsc_hz());
 
   Appliance a;
   a.cfg = cfg;

@@ -76,8 +76,8 @@ def sctp(sport, dport, payload=b"\0" * 16):
 
 def l4_checksum(l4, src, dst, proto):
     """Fill the TCP/UDP checksum of l4 over the IPv4/IPv6 pseudo header."""
-    if proto not in (TCP, UDP):
-        return l4
+    if proto not in (TCP, UDP) or len(l4) < (20 if proto == TCP else 8):
+        return l4  # not a TCP/UDP header, or a deliberately truncated one: leave it as built
     if len(src) == 4:
         pseudo = src + dst + struct.pack("!BBH", 0, proto, len(l4))
     else:

@@ -120,6 +120,8 @@ def main():
     ap.add_argument("--sluice", required=True)
     ap.add_argument("--data", required=True)
     args = ap.parse_args()
+    args.data = os.path.abspath(args.data)
+    args.sluice = os.path.abspath(args.sluice)
     ok, why = data_is_current(args.data)
     check("committed mixed.pcap and mixed.expect.json match gen_mixed.py", ok, why)
     run_once(args.sluice, args.data, "fwd")

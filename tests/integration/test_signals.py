@@ -49,6 +49,8 @@ def main():
     ap.add_argument("--sluice", required=True)
     ap.add_argument("--data", required=True)
     args = ap.parse_args()
+    args.data = os.path.abspath(args.data)
+    args.sluice = os.path.abspath(args.sluice)
     pcap = os.path.join(args.data, "mixed.pcap")
     one(args.sluice, pcap, signal.SIGTERM, "sig1")
     one(args.sluice, pcap, signal.SIGINT, "sig2")
