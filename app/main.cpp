@@ -143,7 +143,8 @@ int run(const app::Options& opt, std::shared_ptr<const config::Config> cfg) {
   if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
     spdlog::error(
         "EAL initialisation failed: {}; check the EAL options before \"--\" "
-        "(hugepages: echo 512 > /proc/sys/vm/nr_hugepages, or run with --no-huge)",
+        "(hugepages: echo 512 > /proc/sys/vm/nr_hugepages and a hugetlbfs mount, or run with "
+        "--no-huge)",
         rte_strerror(rte_errno));
     return kExitStartup;
   }

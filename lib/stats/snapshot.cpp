@@ -166,13 +166,15 @@ std::string to_table(const Snapshot& s, const Snapshot* prev, double interval_s)
     o += fmt::format("  RX-errors: {:<13} RX-nombuf: {}\n", p.rx_errors, p.rx_nombuf);
     o += fmt::format("  TX-packets: {:<12} TX-errors: {:<12} TX-bytes:  {}\n", p.tx_packets,
                      p.tx_errors, p.tx_bytes);
-    o += fmt::format("\n  Throughput (since last show)\n");
-    o += fmt::format("  Rx-pps: {:>12}          Rx-bps: {:>12}\n",
-                     rate(p.rx_packets, q ? q->rx_packets : 0),
-                     8 * rate(p.rx_bytes, q ? q->rx_bytes : 0));
-    o += fmt::format("  Tx-pps: {:>12}          Tx-bps: {:>12}\n",
-                     rate(p.tx_packets, q ? q->tx_packets : 0),
-                     8 * rate(p.tx_bytes, q ? q->tx_bytes : 0));
+    if (prev != nullptr) {  // the final table (no previous sample) has no rates
+      o += fmt::format("\n  Throughput (since last show)\n");
+      o += fmt::format("  Rx-pps: {:>12}          Rx-bps: {:>12}\n",
+                       rate(p.rx_packets, q ? q->rx_packets : 0),
+                       8 * rate(p.rx_bytes, q ? q->rx_bytes : 0));
+      o += fmt::format("  Tx-pps: {:>12}          Tx-bps: {:>12}\n",
+                       rate(p.tx_packets, q ? q->tx_packets : 0),
+                       8 * rate(p.tx_bytes, q ? q->tx_bytes : 0));
+    }
     o += "  ############################################################################\n";
   }
   o +=
