@@ -59,6 +59,16 @@ Result<uint16_t> attach(const config::PortConfig& p) {
                            p.device_mark.str(), p.name, p.device, why, fix)};
 }
 
+// NUMA socket of an lcore: hwloc's view of the CPU it runs on, EAL's when hwloc has none.
+int socket_of_lcore(unsigned lcore, const sys::Topology* topo) {
+  if (topo != nullptr) {
+    int s =
+        topo->socket_of_cpu(static_cast<unsigned>(rte_lcore_to_cpu_id(static_cast<int>(lcore))));
+    if (s >= 0) return s;
+  }
+  return static_cast<int>(rte_lcore_to_socket_id(lcore));
+}
+
 }  // namespace
 
 PoolSizing size_pool(const config::Appliance& app, const std::vector<size_t>& ports) {
@@ -104,7 +114,7 @@ Result<std::unique_ptr<Ports>> Ports::open(const config::Appliance& app,
                                            const sys::Topology* topo) {
   std::unique_ptr<Ports> self(new Ports());
   const auto workers = static_cast<uint16_t>(app.workers.lcores.size());
-  const int worker_socket = static_cast<int>(rte_lcore_to_socket_id(app.workers.lcores.front()));
+  const int worker_socket = socket_of_lcore(app.workers.lcores.front(), topo);
 
   for (const auto& p : app.ports) {
     auto id = attach(p);
@@ -122,7 +132,7 @@ Result<std::unique_ptr<Ports>> Ports::open(const config::Appliance& app,
     info.tx_queues = workers;
     for (size_t w = 0; w < app.workers.lcores.size(); ++w) {
       unsigned lcore = app.workers.lcores[w];
-      int ls = static_cast<int>(rte_lcore_to_socket_id(lcore));
+      int ls = socket_of_lcore(lcore, topo);
       if (ls != info.socket) {
         spdlog::warn(
             "port '{}' is on NUMA socket {} but worker lcore {} is on socket {}: every "
