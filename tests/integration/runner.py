@@ -3,6 +3,7 @@
 Each test script calls check(name, condition, detail) and finally report(), which prints
 "N passed, N failed" as its last line and exits non-zero on any failure.
 """
+import argparse
 import os
 import re
 import signal
@@ -12,6 +13,17 @@ import tempfile
 import time
 
 _results = []
+
+
+def parse_args():
+    """--sluice BINARY --data DIR, both made absolute (tests write configs in temp dirs)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sluice", required=True, help="the sluice binary")
+    ap.add_argument("--data", required=True, help="tests/integration/data")
+    args = ap.parse_args()
+    args.data = os.path.abspath(args.data)
+    args.sluice = os.path.abspath(args.sluice)
+    return args
 
 
 def check(name, ok, detail=""):

@@ -1,22 +1,16 @@
 #!/usr/bin/env python3
 """sluice --check: exit 0 with a summary for valid configs, exit 1 with file:line:col for bad
 ones; no EAL, no hugepages, no devices, no root."""
-import argparse
 import os
 import re
 import shutil
 import subprocess
 
-from runner import check, report, run, tempdir, write
+from runner import check, parse_args, report, run, tempdir, write
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sluice", required=True)
-    ap.add_argument("--data", required=True)
-    args = ap.parse_args()
-    args.data = os.path.abspath(args.data)
-    args.sluice = os.path.abspath(args.sluice)
+    args = parse_args()
     s = args.sluice
     repo = os.path.abspath(os.path.join(args.data, "..", "..", ".."))
 

@@ -7,7 +7,6 @@ each port must hold exactly the expected frames in order, byte for byte, and the
 JSON must count every reason, rule, `default` and `non_ip` exactly as gen_mixed.py labels
 the packets. The pool must be full before start and after stop.
 """
-import argparse
 import json
 import os
 import subprocess
@@ -15,7 +14,7 @@ import sys
 import tempfile
 
 from packets import read_pcap
-from runner import check, eal_args, pool_lines_ok, report, run, tempdir, write
+from runner import check, eal_args, parse_args, pool_lines_ok, report, run, tempdir, write
 
 OUT_PORTS = ["lan", "dmz", "tap"]
 REASONS = ["runt", "l3_truncated", "ipv4_version", "ipv4_ihl", "ipv4_length", "ipv4_checksum",
@@ -125,12 +124,7 @@ def run_once(sluice, data, tag, mem=("--no-huge", "-m", "512")):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sluice", required=True)
-    ap.add_argument("--data", required=True)
-    args = ap.parse_args()
-    args.data = os.path.abspath(args.data)
-    args.sluice = os.path.abspath(args.sluice)
+    args = parse_args()
     ok, why = data_is_current(args.data)
     check("committed mixed.pcap and mixed.expect.json match gen_mixed.py", ok, why)
     run_once(args.sluice, args.data, "fwd")

@@ -1,12 +1,11 @@
 #!/usr/bin/env python3
 """SIGTERM and SIGINT while traffic flows: exit 0, stats written, every mbuf returned."""
-import argparse
 import json
 import os
 import signal
 import time
 
-from runner import FORWARD_ALL, appliance, check, eal_args, pool_lines_ok, report, start, tempdir, write
+from runner import FORWARD_ALL, appliance, check, eal_args, parse_args, pool_lines_ok, report, start, tempdir, write
 
 
 def one(sluice, pcap, sig, tag):
@@ -45,12 +44,7 @@ def one(sluice, pcap, sig, tag):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sluice", required=True)
-    ap.add_argument("--data", required=True)
-    args = ap.parse_args()
-    args.data = os.path.abspath(args.data)
-    args.sluice = os.path.abspath(args.sluice)
+    args = parse_args()
     pcap = os.path.join(args.data, "mixed.pcap")
     one(args.sluice, pcap, signal.SIGTERM, "sig1")
     one(args.sluice, pcap, signal.SIGINT, "sig2")

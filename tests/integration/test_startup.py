@@ -1,19 +1,13 @@
 #!/usr/bin/env python3
 """Startup errors exit 2 with a message that names the fix; usage errors exit 1."""
-import argparse
 import os
 import re
 
-from runner import FORWARD_ALL, appliance, check, eal_args, report, run, tempdir, write
+from runner import FORWARD_ALL, appliance, check, eal_args, parse_args, report, run, tempdir, write
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sluice", required=True)
-    ap.add_argument("--data", required=True)
-    args = ap.parse_args()
-    args.data = os.path.abspath(args.data)
-    args.sluice = os.path.abspath(args.sluice)
+    args = parse_args()
     s = args.sluice
     pcap = os.path.join(args.data, "mixed.pcap")
 
