@@ -6,6 +6,7 @@ Each test script calls check(name, condition, detail) and finally report(), whic
 import argparse
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,10 +52,21 @@ def eal_args(prefix, lcores="0,1", mem=("--no-huge", "-m", "512")):
             "--log-level=lib.eal:error"]
 
 
+def remove_runtime_dir(eal):
+    """EAL leaves /var/run/dpdk/<file-prefix> (telemetry socket, config) behind: remove it."""
+    for a in eal or []:
+        if a.startswith("--file-prefix="):
+            base = "/var/run/dpdk" if os.geteuid() == 0 else os.path.join(os.environ.get("XDG_RUNTIME_DIR", "/tmp"), "dpdk")
+            shutil.rmtree(os.path.join(base, a.split("=", 1)[1]), ignore_errors=True)
+
+
 def run(sluice, eal, app, timeout=60):
     """Runs sluice to completion; returns (exit code, stdout, stderr)."""
     cmd = [sluice, *eal, "--", *app] if eal is not None else [sluice, *app]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    finally:
+        remove_runtime_dir(eal)
     return p.returncode, p.stdout, p.stderr
 
 

@@ -5,7 +5,7 @@ import os
 import signal
 import time
 
-from runner import FORWARD_ALL, appliance, check, eal_args, parse_args, pool_lines_ok, report, start, tempdir, write
+from runner import FORWARD_ALL, appliance, check, eal_args, parse_args, pool_lines_ok, remove_runtime_dir, report, start, tempdir, write
 
 
 def one(sluice, pcap, sig, tag):
@@ -13,7 +13,8 @@ def one(sluice, pcap, sig, tag):
         write(d, "flows.yaml", FORWARD_ALL)
         cfg = write(d, "sluice.yaml", appliance([("in", f"net_pcap0,rx_pcap={pcap},infinite_rx=1"), ("out", "net_null0,no-rx=1")]))
         stats = os.path.join(d, "stats.json")
-        p = start(sluice, eal_args(tag), ["-c", cfg, "--stats-out", stats])
+        eal = eal_args(tag)
+        p = start(sluice, eal, ["-c", cfg, "--stats-out", stats])
         time.sleep(3)
         alive = p.poll() is None
         p.send_signal(sig)
@@ -22,6 +23,7 @@ def one(sluice, pcap, sig, tag):
         except Exception:
             p.kill()
             out, err = p.communicate()
+        remove_runtime_dir(eal)
         name = signal.Signals(sig).name
         check(f"{name}: still running after 3 s of traffic", alive, err)
         check(f"{name}: exit 0", p.returncode == 0, f"rc={p.returncode}\n{err}")

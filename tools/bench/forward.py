@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -52,6 +53,9 @@ def sample(cmd, seconds, pattern):
         except subprocess.TimeoutExpired:
             p.kill()
             out, _ = p.communicate()
+    for a in cmd:  # EAL leaves its runtime folder behind
+        if a.startswith("--file-prefix="):
+            shutil.rmtree(os.path.join("/var/run/dpdk", a.split("=", 1)[1]), ignore_errors=True)
     rates = [int(x) for x in re.findall(pattern, out)]
     return rates, out
 

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
                                    "512",
                                    "--no-pci",
                                    "--no-shconf",
+                                   "--no-telemetry",
                                    "--log-level=lib.eal:error",
                                    prefix,
                                    "-l",
@@ -32,6 +33,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   int rc = RUN_ALL_TESTS();
+  // --no-shconf still makes a runtime folder per file prefix (empty without telemetry).
+  const std::string runtime_dir = rte_eal_get_runtime_dir();
   rte_eal_cleanup();
+  rmdir(runtime_dir.c_str());
   return rc;
 }
