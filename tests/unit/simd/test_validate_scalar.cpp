@@ -126,6 +126,34 @@ TEST(VerdictName, EveryVerdictHasItsContractName) {
 TEST(Dispatch, ScalarKernel) {
   EXPECT_EQ(kernel_name(Kernel::kScalar), "scalar");
   EXPECT_EQ(kernel_fn(Kernel::kScalar), &validate_burst_scalar);
+  EXPECT_TRUE(kernel_supported(Kernel::kScalar));
+  EXPECT_EQ(kernel_bitwidth(Kernel::kScalar), 64u);
+}
+
+TEST(Dispatch, NamesRoundTrip) {
+  for (Kernel k : kKernels) {
+    EXPECT_EQ(kernel_from_name(kernel_name(k)), k);
+    EXPECT_NE(kernel_fn(k), nullptr);
+  }
+  EXPECT_EQ(kernel_from_name("avx2"), Kernel::kAvx2);
+  EXPECT_EQ(kernel_from_name("AVX2"), std::nullopt);
+  EXPECT_EQ(kernel_from_name("auto"), std::nullopt);  // the app's word, not a kernel
+  EXPECT_EQ(kernel_from_name(""), std::nullopt);
+}
+
+TEST(Dispatch, BestKernelRespectsBitwidth) {
+  // DPDK's RTE_VECT_SIMD_DISABLED (64) and 128 leave only the scalar reference.
+  EXPECT_EQ(best_kernel(64), Kernel::kScalar);
+  EXPECT_EQ(best_kernel(128), Kernel::kScalar);
+  const Kernel best = best_kernel(UINT16_MAX);
+  EXPECT_TRUE(kernel_supported(best));
+  for (Kernel k : kKernels) {
+    if (kernel_supported(k)) {
+      EXPECT_GE(kernel_bitwidth(best), kernel_bitwidth(k));
+    }
+  }
+  EXPECT_EQ(best_kernel(256), kernel_supported(Kernel::kAvx2) ? Kernel::kAvx2 : Kernel::kScalar);
+  EXPECT_EQ(kernel_supported(Kernel::kAvx2), __builtin_cpu_supports("avx2") != 0);
 }
 
 // ---- L2 --------------------------------------------------------------------------------
