@@ -33,93 +33,46 @@
 #include <array>
 #include <cstring>
 
+#include "simd/kernel_common.h"
 #include "simd/validate.h"
 
 namespace sluice::simd {
 
 namespace {
 
-static_assert(sizeof(PacketView) == 24 && offsetof(PacketView, data_len) == 8 &&
-                  offsetof(PacketView, frame_len) == 12 && offsetof(PacketView, ip_cksum) == 16,
-              "the view loads below assume this layout");
-static_assert(static_cast<int>(CksumHint::kGood) == 1 && static_cast<int>(CksumHint::kBad) == 2);
-
 constexpr unsigned kLanes = 8;
 constexpr unsigned kAllLanes = (1u << kLanes) - 1;
-constexpr uint32_t kWindowBegin = 12;  // the ethertype
-constexpr uint32_t kWindowEnd = 60;    // three 16-byte loads from kWindowBegin
-constexpr uint32_t kKeyBytes = 22;     // IPv4 TTL: protocol, checksum, addresses, ports follow
-constexpr uint8_t kProtoTcp = 6;
-constexpr uint8_t kProtoUdp = 17;
-constexpr uint32_t kEthHeaderLen = 14;
-constexpr uint32_t kVlanTagLen = 4;
-constexpr uint32_t kIpv4HeaderLen = 20;
-constexpr uint32_t kIpv6HeaderLen = 40;
 
-// Readable stand-in for lanes that have no packet (burst tail) or too few readable bytes: its
-// lane's results are never used.
-alignas(64) constexpr std::array<uint8_t, kWindowEnd> kBlank{};
+using Vec = Bytes<32>;
 
-// ---- vector constants ------------------------------------------------------------------
-// GCC 12 rebuilds every _mm256_set1 constant at each use with three instructions (mov, vmovd,
-// vpbroadcastd). From this table, behind an address the compiler does not see through (see
-// validate_burst_avx2), they are memory operands of the instructions that use them.
-
-using Vec = std::array<uint8_t, 32>;
-
-constexpr Vec splat(uint32_t x) {
-  Vec v{};
-  for (unsigned i = 0; i < 32; ++i) v[i] = static_cast<uint8_t>(x >> (8 * (i % 4)));
-  return v;
-}
-
-constexpr Vec dwords(std::array<uint32_t, 8> d) {
-  Vec v{};
-  for (unsigned i = 0; i < 32; ++i) v[i] = static_cast<uint8_t>(d[i / 4] >> (8 * (i % 4)));
-  return v;
-}
-
-constexpr uint8_t kZ = 0x80;  // vpshufb: zero this byte
-
+// The vector constants, a table for the reason kernel_common.h gives.
 struct alignas(32) Constants {
-  Vec lo16 = splat(0xFFFF);
-  Vec low_byte = splat(0xFF);
-  Vec window_end_minus_1 = splat(kWindowEnd - 1);
-  Vec vlan_tpid = splat(0x0081);          // 0x8100 as read little-endian
-  Vec ipv4_eth_mask = splat(0x00FFFFFF);  // ethertype, version/IHL
-  Vec ipv4_eth = splat(0x00450008);       // 0x0800, 0x45
-  Vec frag_mask = splat(0x0000FF3F);      // MF and the fragment offset
-  Vec ipv6_eth_mask = splat(0x00F0FFFF);  // ethertype, version
-  Vec ipv6_eth = splat(0x0060DD86);       // 0x86DD, 6
-  Vec tcp = splat(kProtoTcp);
-  Vec udp = splat(kProtoUdp);
-  Vec l3 = splat(kEthHeaderLen);
-  Vec tag_len = splat(kVlanTagLen);
-  Vec ip_header = splat(kIpv4HeaderLen);
-  Vec udp_need_minus_1 = splat(kIpv4HeaderLen + 8 - 1);  // total length >= IP + UDP header
-  Vec tcp_extra_need = splat(12);                        // TCP header - UDP header
-  Vec udp_min_minus_1 = splat(7);
-  Vec tcp_min_minus_1 = splat(19);
-  Vec tcp_offset_mask = splat(0x3C);  // data offset * 4 after >> 18
-  Vec hint_good = splat(1);
-  Vec hint_bad = splat(2);
-  // Bytes 0..1 of each dword, swapped: a big-endian 16-bit field as a number.
-  Vec swap_lo = {1, 0, kZ, kZ, 5, 4, kZ, kZ, 9, 8, kZ, kZ, 13, 12, kZ, kZ,
-                 1, 0, kZ, kZ, 5, 4, kZ, kZ, 9, 8, kZ, kZ, 13, 12, kZ, kZ};
-  Vec swap_hi = {3, 2, kZ, kZ, 7, 6, kZ, kZ, 11, 10, kZ, kZ, 15, 14, kZ, kZ,
-                 3, 2, kZ, kZ, 7, 6, kZ, kZ, 11, 10, kZ, kZ, 15, 14, kZ, kZ};
-  // From IPv4 bytes 8..23 (TTL, protocol, checksum, src, dst, ports) in both halves to key
-  // bytes 0..31: protocol, in_port, l4_valid, family, ports, src, 12 zeros, dst, 4 zeros.
-  Vec key_shuffle = {1,  kZ, kZ, kZ, 12, 13, 14, 15, 4, 5, 6,  7,  kZ, kZ, kZ, kZ,
-                     kZ, kZ, kZ, kZ, kZ, kZ, kZ, kZ, 8, 9, 10, 11, kZ, kZ, kZ, kZ};
-  Vec key_flags = {0, 0, 1, static_cast<uint8_t>(Family::kIpv4)};  // l4_valid, family
-  Vec key_in_port = {0, 0x80};                                     // blend: keep byte 1
-  // Key bytes 32..47: l3_offset, l4_offset (host order) in bytes 8..11, untagged and tagged.
-  std::array<Vec, 2> key_tail = {
-      dwords({0, 0, kEthHeaderLen | (kEthHeaderLen + kIpv4HeaderLen) << 16, 0}),
-      dwords({0, 0,
-              (kEthHeaderLen + kVlanTagLen) | (kEthHeaderLen + kVlanTagLen + kIpv4HeaderLen) << 16,
-              0})};
+  Vec lo16 = splat<32>(0xFFFF);
+  Vec low_byte = splat<32>(0xFF);
+  Vec window_end_minus_1 = splat<32>(kWindowEnd - 1);
+  Vec vlan_tpid = splat<32>(0x0081);          // 0x8100 as read little-endian
+  Vec ipv4_eth_mask = splat<32>(0x00FFFFFF);  // ethertype, version/IHL
+  Vec ipv4_eth = splat<32>(0x00450008);       // 0x0800, 0x45
+  Vec frag_mask = splat<32>(0x0000FF3F);      // MF and the fragment offset
+  Vec ipv6_eth_mask = splat<32>(0x00F0FFFF);  // ethertype, version
+  Vec ipv6_eth = splat<32>(0x0060DD86);       // 0x86DD, 6
+  Vec tcp = splat<32>(kProtoTcp);
+  Vec udp = splat<32>(kProtoUdp);
+  Vec l3 = splat<32>(kEthHeaderLen);
+  Vec tag_len = splat<32>(kVlanTagLen);
+  Vec ip_header = splat<32>(kIpv4HeaderLen);
+  Vec udp_need_minus_1 = splat<32>(kIpv4HeaderLen + 8 - 1);  // total length >= IP + UDP header
+  Vec tcp_extra_need = splat<32>(12);                        // TCP header - UDP header
+  Vec udp_min_minus_1 = splat<32>(7);
+  Vec tcp_min_minus_1 = splat<32>(19);
+  Vec tcp_offset_mask = splat<32>(0x3C);  // data offset * 4 after >> 18
+  Vec hint_good = splat<32>(1);
+  Vec hint_bad = splat<32>(2);
+  Vec swap_lo = per_lane<32>(kSwapLo);
+  Vec swap_hi = per_lane<32>(kSwapHi);
+  Vec key_shuffle = kKeyShuffle;
+  Vec key_flags = kKeyFlags;
+  Vec key_in_port = {0, 0x80};  // blend: keep byte 1
 };
 
 constexpr Constants kConstants{};
@@ -134,10 +87,6 @@ inline __m256i blend(__m256i a, __m256i b, __m256i mask) noexcept {
 
 inline unsigned lanes_of(__m256i mask) noexcept {
   return static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(mask)));
-}
-
-inline uint16_t load_be16(const uint8_t* p) noexcept {
-  return static_cast<uint16_t>(p[0] << 8 | p[1]);
 }
 
 // Rows r0..r3 (each 128-bit half four dwords) become columns: out[k] = dword k of every row.
@@ -175,54 +124,6 @@ inline Lengths load_lengths(const PacketView* v, const Constants& c) noexcept {
           _mm256_and_si256(_mm256_unpacklo_epi64(t1, t3), ld(c.low_byte))};
 }
 
-// IPv6 without extension headers, TCP or UDP, at l3 (14 or 18): true with the key written when
-// the reference would say kOk; false leaves everything to the reference.
-bool ipv6_fast(const PacketView& v, uint32_t l3, FlowKey& key) noexcept {
-  const uint8_t* h = v.data + l3;
-  const uint32_t l4 = l3 + kIpv6HeaderLen;
-  const uint8_t next = h[6];
-  uint32_t need;
-  if (next == kProtoUdp) {
-    need = 8;
-  } else if (next == kProtoTcp) {
-    need = 20;
-  } else {
-    return false;
-  }
-  const uint32_t payload = load_be16(h + 4);
-  if ((h[0] >> 4) != 6 || l4 + payload > v.frame_len || payload < need || l4 + need > v.data_len) {
-    return false;
-  }
-  const uint8_t* t = v.data + l4;
-  if (next == kProtoUdp) {
-    const uint32_t udp_len = load_be16(t + 4);
-    if (udp_len < 8 || udp_len > payload) return false;
-  } else {
-    const uint32_t offset = (t[12] >> 4) * 4u;
-    if (offset < 20 || offset > payload) return false;
-  }
-  uint32_t ports;
-  std::memcpy(&ports, t, 4);
-  auto* k = reinterpret_cast<uint8_t*>(&key);
-  const uint64_t head = next | uint64_t{k[1]} << 8 | uint64_t{1} << 16 |
-                        uint64_t{static_cast<uint8_t>(Family::kIpv6)} << 24 | uint64_t{ports} << 32;
-  const uint64_t tail = l3 | uint64_t{l4} << 16;  // fragment 0, pad 0
-  std::memcpy(k, &head, 8);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(k + 8),
-                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + 8)));
-  std::memcpy(k + 40, &tail, 8);
-  return true;
-}
-
-// What the vector step found, one bit per lane.
-struct FastResult {
-  unsigned ok;    // IPv4 fast path passed: verdict kOk, key written
-  unsigned ipv6;  // ethertype IPv6 and version 6 after at most one 0x8100 tag
-  unsigned vlan;  // one 0x8100 tag
-};
-
-// The vector step on eight views whose lanes in `usable` have at least kWindowEnd readable
-// bytes (the others point at kBlank). Writes the keys of the lanes it passes.
 [[gnu::always_inline]] inline FastResult fast_group(const PacketView* v, const Lengths& lens,
                                                     unsigned usable, FlowKey* keys,
                                                     const Constants& c) noexcept {
@@ -339,7 +240,7 @@ struct FastResult {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(key),
                         _mm256_blendv_epi8(head, old, key_in_port));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(key + 32),
-                     _mm256_castsi256_si128(ld(c.key_tail[tagged])));
+                     _mm_load_si128(reinterpret_cast<const __m128i*>(kKeyTail[tagged].data())));
   };
   if (r.ok == kAllLanes && vlan_lanes == 0) [[likely]] {
     for (unsigned k = 0; k < kLanes; ++k) store_key(k, 0, keys[k]);
@@ -357,66 +258,29 @@ struct FastResult {
 // Eight views (live: which lanes are packets of the burst). Writes verdicts and keys of the
 // live packets, returns how many are kOk.
 [[gnu::always_inline]] inline unsigned validate_group(const PacketView* v, FlowKey* keys,
-                                                      Verdict* verdicts, unsigned live,
+                                                      Verdict* verdicts, uint32_t live,
                                                       const Constants& c) noexcept {
   const Lengths lens = load_lengths(v, c);
   const unsigned usable =
       lanes_of(_mm256_cmpgt_epi32(lens.data_len, ld(c.window_end_minus_1))) & live;
-  FastResult r{0, 0, 0};
+  FastResult r;
   if (usable == kAllLanes) [[likely]] {
     r = fast_group(v, lens, usable, keys, c);
   } else if (usable != 0) {
-    std::array<PacketView, kLanes> copy;
-    for (unsigned k = 0; k < kLanes; ++k) {
-      copy[k] = v[k];
-      if ((usable >> k & 1) == 0) copy[k].data = kBlank.data();
-    }
-    r = fast_group(copy.data(), lens, usable, keys, c);
+    r = fast_group(with_blanks<kLanes>(v, usable).data(), lens, usable, keys, c);
   }
-  if (r.ok == kAllLanes) {
-    std::memset(verdicts, 0, kLanes);  // Verdict::kOk
-    return kLanes;
-  }
-  unsigned nb_ok = static_cast<unsigned>(__builtin_popcount(r.ok));
-  if (live == kAllLanes) {
-    std::memset(verdicts, 0, kLanes);  // the other lanes are overwritten below
-  } else {
-    for (unsigned m = r.ok; m != 0; m &= m - 1) verdicts[__builtin_ctz(m)] = Verdict::kOk;
-  }
-  for (unsigned m = live & ~r.ok; m != 0; m &= m - 1) {
-    const auto k = static_cast<unsigned>(__builtin_ctz(m));
-    if ((r.ipv6 >> k & 1) &&
-        ipv6_fast(v[k], kEthHeaderLen + (r.vlan >> k & 1) * kVlanTagLen, keys[k])) {
-      verdicts[k] = Verdict::kOk;
-      ++nb_ok;
-    } else {
-      nb_ok += validate_burst_scalar(&v[k], 1, &keys[k], &verdicts[k]);
-    }
-  }
-  return nb_ok;
+  return finish_group<kLanes>(v, keys, verdicts, live, r);
 }
 
 }  // namespace
 
 uint16_t validate_burst_avx2(const PacketView* pkts, uint16_t n, FlowKey* keys,
                              Verdict* verdicts) noexcept {
-  const Constants* c = &kConstants;
-  asm("" : "+r"(c));  // see Constants
-  unsigned nb_ok = 0;
-  uint16_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    nb_ok += validate_group(pkts + i, keys + i, verdicts + i, kAllLanes, *c);
-  }
-  if (i < n) {
-    // The tail runs as a group padded with blank views whose lanes are not live.
-    std::array<PacketView, kLanes> tail;
-    const unsigned rest = n - i;
-    for (unsigned k = 0; k < kLanes; ++k) {
-      tail[k] = k < rest ? pkts[i + k] : PacketView{kBlank.data(), 0, 0, CksumHint::kUnknown};
-    }
-    nb_ok += validate_group(tail.data(), keys + i, verdicts + i, (1u << rest) - 1, *c);
-  }
-  return static_cast<uint16_t>(nb_ok);
+  const Constants& c = *launder(&kConstants);
+  return run_burst<kLanes>(pkts, n, keys, verdicts,
+                           [&c](const PacketView* v, FlowKey* k, Verdict* out, uint32_t live) {
+                             return validate_group(v, k, out, live, c);
+                           });
 }
 
 }  // namespace sluice::simd
