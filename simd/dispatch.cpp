@@ -11,8 +11,6 @@ std::string_view kernel_name(Kernel k) noexcept {
       return "scalar";
     case Kernel::kAvx2:
       return "avx2";
-    case Kernel::kAvx512:
-      return "avx512";
   }
   return "unknown";
 }
@@ -30,8 +28,6 @@ unsigned kernel_bitwidth(Kernel k) noexcept {
       return 64;
     case Kernel::kAvx2:
       return 256;
-    case Kernel::kAvx512:
-      return 512;
   }
   return 0;
 }
@@ -43,9 +39,6 @@ bool kernel_supported(Kernel k) noexcept {
     case Kernel::kAvx2:
       // libgcc's CPU model also checks that the OS saves the YMM state (XGETBV).
       return __builtin_cpu_supports("avx2") != 0;
-    case Kernel::kAvx512:
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl");
   }
   return false;
 }
@@ -65,8 +58,6 @@ ValidateBurstFn kernel_fn(Kernel k) noexcept {
       return &validate_burst_scalar;
     case Kernel::kAvx2:
       return &validate_burst_avx2;
-    case Kernel::kAvx512:
-      return &validate_burst_avx512;
   }
   return nullptr;
 }

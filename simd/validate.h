@@ -86,17 +86,12 @@ uint16_t validate_burst_scalar(const PacketView* pkts, uint16_t n, FlowKey* keys
 uint16_t validate_burst_avx2(const PacketView* pkts, uint16_t n, FlowKey* keys,
                              Verdict* verdicts) noexcept;
 
-// The AVX-512 kernel (validate_avx512.cpp, built with -mavx512f -mavx512bw -mavx512vl): the
-// same method on sixteen packets per step. Call it only where kernel_supported(Kernel::kAvx512).
-uint16_t validate_burst_avx512(const PacketView* pkts, uint16_t n, FlowKey* keys,
-                               Verdict* verdicts) noexcept;
-
 // Kernels in order of preference, best last. Chosen once at start (kernel_fn), never at build
 // time: the binary runs on any x86-64 and uses what the CPU has.
-enum class Kernel : uint8_t { kScalar = 0, kAvx2, kAvx512 };
-inline constexpr std::array<Kernel, 3> kKernels = {Kernel::kScalar, Kernel::kAvx2, Kernel::kAvx512};
+enum class Kernel : uint8_t { kScalar = 0, kAvx2 };
+inline constexpr std::array<Kernel, 2> kKernels = {Kernel::kScalar, Kernel::kAvx2};
 
-// "scalar", "avx2", "avx512": the names of --simd.
+// "scalar", "avx2": the names of --simd.
 std::string_view kernel_name(Kernel k) noexcept;
 // The kernel of a name; nullopt when the name is none of them.
 std::optional<Kernel> kernel_from_name(std::string_view name) noexcept;
