@@ -1,6 +1,7 @@
 #pragma once
-// What the SIMD kernels (validate_avx2.cpp, validate_avx512.cpp) share: the fast path's
-// constants, the per-packet IPv6 path, and the handling of lanes the vector step did not pass.
+// What SIMD kernels share (validate_avx2.cpp; the AVX-512 kernel in git history used it too): the
+// fast path's constants, the per-packet IPv6 path, and the handling of lanes the vector step
+// did not pass.
 //
 // Include it only from a kernel file. Everything here has internal linkage on purpose: each
 // kernel compiles it with its own -m flags, and an inline function with external linkage would
