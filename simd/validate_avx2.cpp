@@ -24,9 +24,9 @@
 //   linearised multi-segment header is just a view with enough data_len, so it stays fast.
 //
 // Cost (TSC cycles/packet, bursts of 32, headers in L1, tools/bench/run validate, AMD EPYC
-// VM): ~6.5 on 64 B IPv4/UDP; ~11.5 on a random IPv4/IPv6/VLAN TCP/UDP mix, where each IPv6
-// packet costs ~25 (its lane fails the vector step, then the per-packet path). The scalar
-// reference: ~25 and ~35 (its branches mispredict on the random mix).
+// (Zen 4) VM shared with other builds): ~6-7 on 64 B IPv4/UDP; ~11.5 on a random IPv4/IPv6/VLAN
+// TCP/UDP mix, where each IPv6 packet costs ~25 (its lane fails the vector step, then the
+// per-packet path). The scalar reference: ~25 and ~35 (its branches mispredict on the mix).
 
 #include <immintrin.h>
 
