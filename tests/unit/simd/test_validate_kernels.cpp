@@ -32,6 +32,7 @@ using namespace frames;
 
 Kernel g_kernel = Kernel::kScalar;
 ValidateBurstFn g_fn = nullptr;
+size_t g_packets = 0;  // compared, over every test
 
 struct Packet {
   Bytes bytes;
@@ -82,6 +83,7 @@ class Harness {
                                                   ref_verdicts.data());
     const uint16_t ok = g_fn(views, static_cast<uint16_t>(n), keys, verdicts);
     EXPECT_EQ(ok, ref_ok) << what << ": return count, burst of " << n;
+    g_packets += n;
     for (size_t i = 0; i < n; ++i) {
       ++packets_;
       if (ref_verdicts[i] == Verdict::kOk) ++ok_packets_;
@@ -625,5 +627,7 @@ int main(int argc, char** argv) {
   g_fn = kernel_fn(*kernel);
   std::printf("differential tests: %.*s against the scalar reference\n",
               static_cast<int>(name.size()), name.data());
-  return RUN_ALL_TESTS();
+  const int rc = RUN_ALL_TESTS();
+  std::printf("%zu packets compared\n", sluice::simd::g_packets);
+  return rc;
 }
