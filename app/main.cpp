@@ -6,6 +6,7 @@
 #include <rte_ethdev.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
+#include <rte_vect.h>
 #include <rte_version.h>
 
 #include <fmt/format.h>
@@ -80,12 +81,13 @@ struct Appliance {
   std::atomic<const flow::FlowTable*> table_ptr{nullptr};
   std::vector<std::unique_ptr<pipeline::Worker>> workers;
   std::unique_ptr<stats::PrometheusServer> prometheus;
+  simd::Kernel kernel = simd::Kernel::kScalar;
   Clock::time_point started;
 
   stats::Snapshot snapshot() const {
     stats::Snapshot s;
     s.uptime_s = std::chrono::duration<double>(Clock::now() - started).count();
-    s.simd = std::string(simd::kernel_name(simd::Kernel::kScalar));
+    s.simd = std::string(simd::kernel_name(kernel));
     for (size_t i = 0; i < ports->size(); ++i) s.ports.push_back(ports->stats(i));
     std::vector<const stats::WorkerCounters*> wc;
     std::vector<const stats::RuleCounters*> rc;
@@ -122,6 +124,35 @@ Result<void> check_lcores(const config::Appliance& app) {
   return {};
 }
 
+// The validation kernel: --simd NAME (checked against the CPU and EAL's max SIMD bitwidth), or
+// auto, the best the CPU runs within that bitwidth (DPDK's x86 default is 256 bits).
+Result<simd::Kernel> choose_kernel(const std::string& choice) {
+  const unsigned max_bits = rte_vect_get_max_simd_bitwidth();
+  std::string has;
+  for (simd::Kernel k : simd::kKernels) {
+    if (simd::kernel_supported(k)) has += (has.empty() ? "" : ", ") + std::string(kernel_name(k));
+  }
+  simd::Kernel k = simd::best_kernel(max_bits);
+  if (choice != "auto") {
+    k = *simd::kernel_from_name(choice);  // parse_options checked the name
+    if (!simd::kernel_supported(k)) {
+      return Error{fmt::format(
+          "--simd {}: this CPU does not support {} (it runs: {}); use --simd auto or --simd "
+          "scalar",
+          choice, choice, has)};
+    }
+    if (simd::kernel_bitwidth(k) > max_bits) {
+      return Error{
+          fmt::format("--simd {}: needs {}-bit SIMD but EAL allows {} bits; add "
+                      "--force-max-simd-bitwidth={} to the EAL options, or use --simd auto",
+                      choice, simd::kernel_bitwidth(k), max_bits, simd::kernel_bitwidth(k))};
+    }
+  }
+  spdlog::info("simd: {} kernel ({}; CPU runs {}; EAL max SIMD bitwidth {})", kernel_name(k),
+               choice == "auto" ? "auto" : "--simd", has, max_bits);
+  return k;
+}
+
 int write_stats(const std::string& path, const stats::Snapshot& s) {
   std::ofstream f(path, std::ios::trunc);
   f << stats::to_json(s);
@@ -156,6 +187,13 @@ int run(const app::Options& opt, std::shared_ptr<const config::Config> cfg) {
   a.cfg = cfg;
   int rc = kExitOk;
   {
+    auto kernel = choose_kernel(opt.simd);
+    if (!kernel) {
+      spdlog::error("{}", kernel.error());
+      rte_eal_cleanup();
+      return kExitStartup;
+    }
+    a.kernel = *kernel;
     if (auto r = check_lcores(conf); !r) {
       spdlog::error("{}", r.error());
       rte_eal_cleanup();
@@ -195,7 +233,7 @@ int run(const app::Options& opt, std::shared_ptr<const config::Config> cfg) {
       w->burst = static_cast<uint16_t>(conf.workers.burst);
       w->table = &a.table_ptr;
       w->stop = &g_stop;
-      w->validate = simd::kernel_fn(simd::Kernel::kScalar);
+      w->validate = simd::kernel_fn(a.kernel);
       for (size_t p = 0; p < a.ports->size(); ++p) {
         const auto& pi = a.ports->ports()[p];
         for (uint16_t q = 0; q < pi.rx_queues; ++q) {

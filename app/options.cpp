@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "lib/sys/log.h"
+#include "simd/validate.h"
 
 namespace sluice::app {
 
@@ -20,6 +21,13 @@ Result<double> parse_seconds(const std::string& opt, const std::string& text) {
     return Error{fmt::format("{}: expected a number of seconds >= 0, got \"{}\"", opt, text)};
   }
   return v;
+}
+
+// "scalar|avx2|auto": the kernels this build has, then auto.
+std::string simd_choices() {
+  std::string names;
+  for (simd::Kernel k : simd::kKernels) names += std::string(simd::kernel_name(k)) + "|";
+  return names + "auto";
 }
 
 }  // namespace
@@ -41,6 +49,9 @@ std::string usage(const std::string& argv0) {
       "      --stats-period SECS  print a testpmd-style statistics table every SECS (0: off)\n"
       "      --stats-out FILE     on exit, write the final statistics JSON to FILE\n"
       "      --log-level LEVEL    trace|debug|info|warn|error (default: the config's, or info)\n"
+      "      --simd KERNEL        header validation kernel: {2} (default auto:\n"
+      "                           the best the CPU has within EAL's SIMD bitwidth, which is\n"
+      "                           256 unless --force-max-simd-bitwidth says otherwise)\n"
       "      --version            print the version and exit\n"
       "  -h, --help               print this help and exit\n"
       "\n"
@@ -54,7 +65,7 @@ std::string usage(const std::string& argv0) {
       "Example:\n"
       "  {0} -l 0,1 --no-huge -m 512 -- -c config/demo/sluice.yaml --duration 10 --stats-period "
       "1\n",
-      argv0, kDefaultConfig);
+      argv0, kDefaultConfig, simd_choices());
 }
 
 Result<Options> parse_options(int argc, char** argv) {
@@ -119,6 +130,13 @@ Result<Options> parse_options(int argc, char** argv) {
         return Error{
             fmt::format("--log-level: expected trace|debug|info|warn|error, got \"{}\"", *v)};
       }
+    } else if (a == "--simd") {
+      auto v = get();
+      if (!v) return Error{v.error()};
+      if (*v != "auto" && !simd::kernel_from_name(*v)) {
+        return Error{fmt::format("--simd: expected {}, got \"{}\"", simd_choices(), *v)};
+      }
+      o.simd = *v;
     } else if (split < 0 && !a.empty() && a[0] == '-') {
       return Error{
           fmt::format("unknown option \"{}\"; EAL options go before \"--\" "

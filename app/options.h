@@ -23,6 +23,7 @@ struct Options {
   double stats_period_s = 0;  // 0: no periodic table
   std::string stats_out;
   std::optional<spdlog::level::level_enum> log_level;
+  std::string simd = "auto";  // a kernel name (simd::kernel_from_name) or "auto"
 };
 
 // Splits argv at "--". Without "--" every argument is an application option.

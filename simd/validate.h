@@ -8,6 +8,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string_view>
 
 namespace sluice::simd {
@@ -80,8 +81,27 @@ using ValidateBurstFn = uint16_t (*)(const PacketView* pkts, uint16_t n, FlowKey
 uint16_t validate_burst_scalar(const PacketView* pkts, uint16_t n, FlowKey* keys,
                                Verdict* verdicts) noexcept;
 
-enum class Kernel : uint8_t { kScalar = 0 };
+// The AVX2 kernel (validate_avx2.cpp, built with -mavx2): same outputs as the scalar
+// reference. Call it only where kernel_supported(Kernel::kAvx2) holds.
+uint16_t validate_burst_avx2(const PacketView* pkts, uint16_t n, FlowKey* keys,
+                             Verdict* verdicts) noexcept;
+
+// Kernels in order of preference, best last. Chosen once at start (kernel_fn), never at build
+// time: the binary runs on any x86-64 and uses what the CPU has.
+enum class Kernel : uint8_t { kScalar = 0, kAvx2 };
+inline constexpr std::array<Kernel, 2> kKernels = {Kernel::kScalar, Kernel::kAvx2};
+
+// "scalar", "avx2": the names of --simd.
 std::string_view kernel_name(Kernel k) noexcept;
+// The kernel of a name; nullopt when the name is none of them.
+std::optional<Kernel> kernel_from_name(std::string_view name) noexcept;
+// Widest vector register the kernel uses, in bits (DPDK's max SIMD bitwidth terms: 64 for
+// scalar, then 128, 256, 512).
+unsigned kernel_bitwidth(Kernel k) noexcept;
+// Whether this CPU (and OS) can run the kernel. The scalar reference always can.
+bool kernel_supported(Kernel k) noexcept;
+// The best kernel this CPU supports within max_bitwidth (DPDK's rte_vect_get_max_simd_bitwidth).
+Kernel best_kernel(unsigned max_bitwidth) noexcept;
 ValidateBurstFn kernel_fn(Kernel k) noexcept;
 
 }  // namespace sluice::simd

@@ -65,7 +65,7 @@ def free_hugepages():
     return 0
 
 
-def run_once(sluice, data, tag, mem=("--no-huge", "-m", "512")):
+def run_once(sluice, data, tag, mem=("--no-huge", "-m", "512"), simd=None):
     pcap = os.path.join(data, "mixed.pcap")
     manifest = json.load(open(os.path.join(data, "mixed.expect.json")))
     frames = read_pcap(pcap)
@@ -80,7 +80,8 @@ def run_once(sluice, data, tag, mem=("--no-huge", "-m", "512")):
         cfg = write(d, "sluice.yaml", f"{ports}\nworkers:\n  lcores: [1]\n  burst: 32\n"
                                       f"flows: {os.path.join(data, 'flows.yaml')}\n")
         stats_path = os.path.join(d, "stats.json")
-        rc, out, err = run(sluice, eal_args(tag, mem=mem), ["-c", cfg, "--duration", "2", "--stats-out", stats_path])
+        app = ["-c", cfg, "--duration", "2", "--stats-out", stats_path] + (["--simd", simd] if simd else [])
+        rc, out, err = run(sluice, eal_args(tag, mem=mem), app)
         check(f"{tag}: exit 0", rc == 0, f"rc={rc}\n{err}")
         ok, why = pool_lines_ok(err)
         check(f"{tag}: pool full before start and after stop", ok, why + "\n" + err[-3000:])
@@ -104,6 +105,8 @@ def run_once(sluice, data, tag, mem=("--no-huge", "-m", "512")):
         except (OSError, ValueError) as e:
             check(f"{tag}: stats JSON written", False, str(e))
             return
+        if simd:
+            check(f"{tag}: stats say simd {simd}", s.get("simd") == simd, f"got {s.get('simd')}")
         check(f"{tag}: every drop reason key present", sorted(s["drops"]) == sorted(REASONS + POLICY), str(sorted(s["drops"])))
         for r in REASONS + POLICY:
             check(f"{tag}: drops.{r} == {want_drops[r]}", s["drops"].get(r) == want_drops[r], f"got {s['drops'].get(r)}")
@@ -128,6 +131,12 @@ def main():
     ok, why = data_is_current(args.data)
     check("committed mixed.pcap and mixed.expect.json match gen_mixed.py", ok, why)
     run_once(args.sluice, args.data, "fwd")
+    # The same with each validation kernel chosen explicitly: identical outputs and counters.
+    for kernel in ["scalar", "avx2"]:
+        if kernel != "scalar" and kernel not in open("/proc/cpuinfo").read().split():
+            print(f"SKIPPED: forwarding with --simd {kernel}: this CPU lacks {kernel}")
+            continue
+        run_once(args.sluice, args.data, f"fwd-{kernel}", simd=kernel)
     # The same on hugepages, where there are some (CI reserves them).
     if free_hugepages() >= 128:
         run_once(args.sluice, args.data, "fwd-hugepages", mem=("--socket-mem", "256"))

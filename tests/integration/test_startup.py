@@ -66,6 +66,25 @@ def main():
         rc, out, err = run(s, eal_args("st6"), ["-c", os.path.join(d, "nope.yaml")])
         check("missing config: exit 1", rc == 1 and "nope.yaml" in err, f"rc={rc}\n{err}")
 
+        # --simd: a bad name is a usage error; a kernel the CPU lacks or EAL's SIMD bitwidth
+        # forbids is a startup error naming the fix; auto respects the bitwidth.
+        rc, out, err = run(s, None, ["--help"])
+        check("--help: lists --simd and its kernels", "--simd KERNEL" in out and "scalar|avx2|" in out, out)
+        cfg = write(d, "simd.yaml", appliance(good_ports))
+        rc, out, err = run(s, eal_args("st7"), ["-c", cfg, "--simd", "sse9"])
+        check("bad --simd name: exit 1, lists the kernels", rc == 1 and "--simd: expected scalar|avx2|" in err, f"rc={rc}\n{err}")
+        narrow = eal_args("st8") + ["--force-max-simd-bitwidth=128"]
+        rc, out, err = run(s, narrow, ["-c", cfg, "--simd", "avx2", "--duration", "0.5"])
+        if "avx2" in open("/proc/cpuinfo").read().split():
+            check("--simd avx2 beyond EAL's SIMD bitwidth: exit 2 with the EAL fix",
+                  rc == 2 and "--force-max-simd-bitwidth=256" in err, f"rc={rc}\n{err}")
+        else:
+            check("--simd avx2 on a CPU without AVX2: exit 2 naming --simd auto",
+                  rc == 2 and "does not support avx2" in err and "--simd auto" in err, f"rc={rc}\n{err}")
+        rc, out, err = run(s, narrow, ["-c", cfg, "--duration", "0.5"])
+        check("--simd auto within a 128-bit EAL limit: the scalar kernel",
+              rc == 0 and "simd: scalar kernel (auto" in err, f"rc={rc}\n{err}")
+
     report()
 
 

@@ -71,6 +71,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=6)
     ap.add_argument("--rules", type=int, default=1000)
+    ap.add_argument("--simd", default="auto", help="sluice's validation kernel (--simd)")
     args = ap.parse_args()
     sluice = os.path.join(args.root, "build", "app", "sluice")
     free = 0
@@ -94,7 +95,7 @@ def main():
         results = {"sluice": [], "testpmd-io": [], "testpmd-macswap": []}
         for run in range(args.runs):
             rates, out = sample([sluice, *eal(f"bench-s{run}", mem), "--", "-c", os.path.join(d, "sluice.yaml"),
-                                 "--stats-period", "1"], args.seconds, r"\n  Rx-pps:\s+(\d+)")
+                                 "--stats-period", "1", "--simd", args.simd], args.seconds, r"\n  Rx-pps:\s+(\d+)")
             # The table lists port 0 (in) first: every other Rx-pps line is port 1 (out, no rx).
             m = re.search(r"TSC (\d+) Hz", out)
             if m:
@@ -119,7 +120,7 @@ def main():
 
     tsc_hz = tsc_hz or 0
     print(f"\nforward: 64 B IPv4/UDP, net_pcap(infinite_rx) -> net_null, 1 forwarding lcore, {memory}, "
-          f"{args.rules} rules in sluice, {args.runs} runs x {args.seconds:.0f} s, A/B interleaved")
+          f"{args.rules} rules in sluice, --simd {args.simd}, {args.runs} runs x {args.seconds:.0f} s, A/B interleaved")
     print(f"{'':18}{'median Mpps':>12}{'min':>8}{'max':>8}{'cycles/pkt':>12}{'vs io':>8}")
     io = statistics.median(results["testpmd-io"])
     for name, vals in results.items():

@@ -23,6 +23,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <benchmark/benchmark.h>
@@ -30,6 +31,7 @@
 #include "lib/config/config.h"
 #include "lib/flow/flow_table.h"
 #include "simd/validate.h"
+#include "tools/bench/validate_anchor.h"
 
 namespace {
 
@@ -47,6 +49,7 @@ using sluice::simd::Verdict;
 
 constexpr uint16_t kBurst = 32;
 constexpr size_t kPool = 256;         // distinct frames / flows, cycled a burst at a time
+constexpr size_t kViews = 16384;      // validate: bursts drawn from the frames, in this order
 constexpr size_t kFrameStride = 128;  // bytes per frame slot (two cache lines)
 constexpr uint32_t kMinFrame = 64;    // frame_len floor: the smallest frame benchmarked
 constexpr uint8_t kProtoTcp = 6;
@@ -128,12 +131,15 @@ uint32_t build_frame(uint8_t* p, const FrameSpec& s, std::mt19937& rng) {
 
 enum class Traffic { kUdp64, kMix };
 
-// kPool frames of the given traffic, with their views.
+// kPool frames of the given traffic (in L1), and kViews views of them: the frames in order for
+// udp64, a random draw for the mix (a 256-packet cycle would let branch predictors learn the
+// sequence, which real traffic does not allow).
 struct FramePool {
   std::vector<uint8_t> bytes;
   std::vector<PacketView> views;
 
-  explicit FramePool(Traffic t) : bytes(kPool * kFrameStride), views(kPool) {
+  explicit FramePool(Traffic t) : bytes(kPool * kFrameStride), views(kViews) {
+    std::vector<PacketView> frames(kPool);
     std::mt19937 rng(7);
     for (size_t i = 0; i < kPool; ++i) {
       FrameSpec s;
@@ -157,22 +163,58 @@ struct FramePool {
       }
       uint8_t* p = bytes.data() + i * kFrameStride;
       const uint32_t len = build_frame(p, s, rng);
-      views[i] = PacketView{p, len, len, CksumHint::kUnknown};
+      frames[i] = PacketView{p, len, len, CksumHint::kUnknown};
+    }
+    for (size_t i = 0; i < kViews; ++i) {
+      views[i] = frames[t == Traffic::kUdp64 ? i % kPool : rng() % kPool];
     }
   }
 };
 
-void BM_ValidateScalar(benchmark::State& state, Traffic traffic) {
+// The validators benchmarked side by side: the scalar reference, the SIMD kernels this CPU
+// runs, and the DPDK anchor (validate_anchor.cpp).
+struct Validator {
+  std::string name;
+  sluice::simd::ValidateBurstFn fn;
+};
+
+std::vector<Validator> validators() {
+  std::vector<Validator> v;
+  for (auto k : sluice::simd::kKernels) {
+    if (sluice::simd::kernel_supported(k)) {
+      v.push_back({std::string(sluice::simd::kernel_name(k)), sluice::simd::kernel_fn(k)});
+    } else {
+      std::fprintf(stderr, "sluice-bench-stages: this CPU lacks %s; not benchmarked\n",
+                   std::string(sluice::simd::kernel_name(k)).c_str());
+    }
+  }
+  v.push_back({"anchor", &sluice::bench::validate_burst_anchor});
+  return v;
+}
+
+// Bursts of kBurst prebuilt frames in memory (headers in L1), cycling through kViews views.
+void BM_Validate(benchmark::State& state, Traffic traffic, sluice::simd::ValidateBurstFn fn) {
   const FramePool pool(traffic);
   alignas(64) std::array<FlowKey, kBurst> keys{};
+  alignas(64) std::array<FlowKey, kBurst> ref_keys{};
   std::array<Verdict, kBurst> verdicts{};
+  std::array<Verdict, kBurst> ref_verdicts{};
 
-  for (size_t b = 0; b < kPool; b += kBurst) {
-    const uint16_t ok =
-        sluice::simd::validate_burst_scalar(&pool.views[b], kBurst, keys.data(), verdicts.data());
+  // Every frame validates, and exactly as the reference says, or this measures something else.
+  for (size_t b = 0; b < kViews; b += kBurst) {
+    const uint16_t ok = fn(&pool.views[b], kBurst, keys.data(), verdicts.data());
+    sluice::simd::validate_burst_scalar(&pool.views[b], kBurst, ref_keys.data(),
+                                        ref_verdicts.data());
     if (ok != kBurst) {
       state.SkipWithError("benchmark traffic does not validate");
       return;
+    }
+    for (size_t i = 0; i < kBurst; ++i) {
+      keys[i].in_port = ref_keys[i].in_port;
+      if (std::memcmp(&keys[i], &ref_keys[i], sizeof(FlowKey)) != 0) {
+        state.SkipWithError("keys differ from the scalar reference");
+        return;
+      }
     }
   }
 
@@ -180,20 +222,26 @@ void BM_ValidateScalar(benchmark::State& state, Traffic traffic) {
   size_t b = 0;
   const uint64_t start = rte_rdtsc();
   for (auto _ : state) {
-    const uint16_t ok =
-        sluice::simd::validate_burst_scalar(&pool.views[b], kBurst, keys.data(), verdicts.data());
+    const uint16_t ok = fn(&pool.views[b], kBurst, keys.data(), verdicts.data());
     benchmark::DoNotOptimize(ok);
     benchmark::ClobberMemory();
     pkts += kBurst;
-    b = (b + kBurst) % kPool;
+    b = (b + kBurst) % kViews;
   }
   const uint64_t cycles = rte_rdtsc() - start;
   state.counters["cycles_per_pkt"] =
       benchmark::Counter(static_cast<double>(cycles) / static_cast<double>(pkts));
   state.SetItemsProcessed(static_cast<int64_t>(pkts));
 }
-BENCHMARK_CAPTURE(BM_ValidateScalar, udp64, Traffic::kUdp64);
-BENCHMARK_CAPTURE(BM_ValidateScalar, mix, Traffic::kMix);
+
+void register_validate_benchmarks() {
+  for (const Validator& v : validators()) {
+    for (auto [name, traffic] : {std::pair{"udp64", Traffic::kUdp64}, {"mix", Traffic::kMix}}) {
+      benchmark::RegisterBenchmark(("BM_Validate/" + std::string(name) + "/" + v.name).c_str(),
+                                   BM_Validate, traffic, v.fn);
+    }
+  }
+}
 
 Cidr v4_cidr(uint32_t host_order_addr, uint8_t prefix) {
   Cidr c;
@@ -361,6 +409,7 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "sluice-bench-stages: TSC %.3f GHz\n",
                static_cast<double>(rte_get_tsc_hz()) / 1e9);
 
+  register_validate_benchmarks();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   tables().clear();

@@ -1,0 +1,48 @@
+// Replays fuzz corpus files (or folders of them) through validate_diff.h with a plain main, so
+// the committed corpus runs in every build, sanitizers or not.
+//   replay_validate PATH...
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "simd/validate.h"
+#include "tests/fuzz/validate_diff.h"
+
+int main(int argc, char** argv) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> files;
+  for (int i = 1; i < argc; ++i) {
+    const fs::path p = argv[i];
+    if (fs::is_directory(p)) {
+      for (const auto& e : fs::directory_iterator(p)) {
+        if (e.is_regular_file()) files.push_back(e.path());
+      }
+    } else {
+      files.push_back(p);
+    }
+  }
+  if (files.empty()) {
+    std::fprintf(stderr, "replay_validate: no corpus files given\n");
+    return 1;
+  }
+  size_t packets = 0;
+  for (const fs::path& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                     std::istreambuf_iterator<char>());
+    packets += sluice::fuzz::check_validate_input(bytes.data(), bytes.size());
+  }
+  std::printf("replayed %zu corpus files (%zu packets); every kernel this CPU runs matched:",
+              files.size(), packets);
+  for (auto k : sluice::simd::kKernels) {
+    if (sluice::simd::kernel_supported(k)) {
+      std::printf(" %s", std::string(sluice::simd::kernel_name(k)).c_str());
+    }
+  }
+  std::printf("\n");
+  return 0;
+}

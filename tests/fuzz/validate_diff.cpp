@@ -1,0 +1,125 @@
+#include "tests/fuzz/validate_diff.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "simd/validate.h"
+
+namespace sluice::fuzz {
+
+namespace {
+
+using simd::CksumHint;
+using simd::FlowKey;
+using simd::PacketView;
+using simd::Verdict;
+
+constexpr size_t kMaxPackets = 64;
+constexpr uint8_t kUntouched = 0xA5;
+
+struct Burst {
+  std::vector<std::unique_ptr<uint8_t[]>> bytes;
+  std::vector<PacketView> views;
+};
+
+Burst decode(const uint8_t* data, size_t size) {
+  Burst b;
+  size_t at = 0;
+  while (at + 4 <= size && b.views.size() < kMaxPackets) {
+    const size_t want = (data[at] | size_t{data[at + 1]} << 8) % 2048;
+    const uint8_t cut = data[at + 2];
+    const uint8_t flags = data[at + 3];
+    at += 4;
+    const size_t len = std::min(want, size - at);
+    const size_t readable = len - std::min<size_t>(cut, len);
+    // new[] of 0 bytes is still a distinct pointer; ASan flags any read from it.
+    auto copy = std::make_unique<uint8_t[]>(readable);
+    if (readable != 0) std::memcpy(copy.get(), data + at, readable);
+    at += len;
+    PacketView v;
+    v.data = copy.get();
+    v.data_len = static_cast<uint32_t>(readable);
+    v.frame_len = static_cast<uint32_t>(len + ((flags & 2) ? (flags >> 2) * 8u : 0u));
+    v.ip_cksum = (flags & 1) ? static_cast<CksumHint>((flags >> 4) % 3) : CksumHint::kUnknown;
+    b.bytes.push_back(std::move(copy));
+    b.views.push_back(v);
+  }
+  return b;
+}
+
+std::string hex(const void* p, size_t n) {
+  std::string s;
+  for (size_t i = 0; i < n; ++i) {
+    char b[4];
+    std::snprintf(b, sizeof(b), "%02x", static_cast<const uint8_t*>(p)[i]);
+    s += b;
+  }
+  return s;
+}
+
+[[noreturn]] void differ(simd::Kernel k, size_t i, const PacketView& v, const std::string& what) {
+  std::fprintf(stderr,
+               "validate: %s differs from the scalar reference on packet %zu: %s\n"
+               "  data_len %u, frame_len %u, hint %d, bytes %s\n",
+               std::string(simd::kernel_name(k)).c_str(), i, what.c_str(), v.data_len, v.frame_len,
+               static_cast<int>(v.ip_cksum),
+               hex(v.data, std::min<size_t>(v.data_len, 128)).c_str());
+  std::abort();
+}
+
+bool untouched(const FlowKey& k) {
+  const auto* p = reinterpret_cast<const uint8_t*>(&k);
+  return std::all_of(p, p + sizeof(k), [](uint8_t b) { return b == kUntouched; });
+}
+
+}  // namespace
+
+size_t check_validate_input(const uint8_t* data, size_t size) {
+  const Burst b = decode(data, size);
+  const size_t n = b.views.size();
+  // Exactly sized arrays (heap, so ASan sees reads and writes past them).
+  auto views = std::make_unique<PacketView[]>(std::max<size_t>(n, 1));
+  std::copy(b.views.begin(), b.views.end(), views.get());
+  auto ref_keys = std::make_unique<FlowKey[]>(std::max<size_t>(n, 1));
+  auto ref_verdicts = std::make_unique<Verdict[]>(std::max<size_t>(n, 1));
+  std::memset(ref_keys.get(), kUntouched, n * sizeof(FlowKey));
+  const uint16_t ref_ok = simd::validate_burst_scalar(views.get(), static_cast<uint16_t>(n),
+                                                      ref_keys.get(), ref_verdicts.get());
+  for (simd::Kernel k : simd::kKernels) {
+    if (k == simd::Kernel::kScalar || !simd::kernel_supported(k)) continue;
+    auto keys = std::make_unique<FlowKey[]>(std::max<size_t>(n, 1));
+    auto verdicts = std::make_unique<Verdict[]>(std::max<size_t>(n, 1));
+    std::memset(keys.get(), kUntouched, n * sizeof(FlowKey));
+    const uint16_t ok =
+        simd::kernel_fn(k)(views.get(), static_cast<uint16_t>(n), keys.get(), verdicts.get());
+    for (size_t i = 0; i < n; ++i) {
+      if (verdicts[i] != ref_verdicts[i]) {
+        differ(k, i, views[i],
+               std::string(simd::verdict_name(verdicts[i])) + " instead of " +
+                   std::string(simd::verdict_name(ref_verdicts[i])));
+      }
+      if (verdicts[i] == Verdict::kOk &&
+          std::memcmp(&keys[i], &ref_keys[i], sizeof(FlowKey)) != 0) {
+        differ(k, i, views[i],
+               "key " + hex(&keys[i], sizeof(FlowKey)) + " instead of " +
+                   hex(&ref_keys[i], sizeof(FlowKey)));
+      }
+      if (verdicts[i] != Verdict::kOk && !untouched(keys[i])) {
+        differ(k, i, views[i], "the key of a dropped packet was written");
+      }
+    }
+    if (ok != ref_ok) {
+      std::fprintf(stderr, "validate: %s returns %u kOk packets, the scalar reference %u\n",
+                   std::string(simd::kernel_name(k)).c_str(), unsigned{ok}, unsigned{ref_ok});
+      std::abort();
+    }
+  }
+  return n;
+}
+
+}  // namespace sluice::fuzz

@@ -1,0 +1,14 @@
+#pragma once
+// The DPDK anchor of the validate benchmark (validate_anchor.cpp).
+
+#include <cstdint>
+
+#include "simd/validate.h"
+
+namespace sluice::bench {
+
+// The reference's checks in plain DPDK style, one packet at a time (no IPv6 extension chains).
+uint16_t validate_burst_anchor(const simd::PacketView* pkts, uint16_t n, simd::FlowKey* keys,
+                               simd::Verdict* verdicts) noexcept;
+
+}  // namespace sluice::bench
