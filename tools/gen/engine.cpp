@@ -12,11 +12,45 @@ namespace sluice::gen {
 
 namespace {
 
+// Sends mbufs (built from templates tpl) and counts what the port took. With retry, what it
+// refused waits in the lane's pending array; without, it is freed (counted as refused).
+void send(Engine& e, rte_mbuf** pkts, const uint32_t* tpl, uint16_t n) noexcept {
+  TxState& s = e.txs;
+  const TrafficPlan& plan = *e.txc.plan;
+  const uint16_t sent = rte_eth_tx_burst(e.txc.port, 0, pkts, n);
+  uint64_t bytes = 0;
+  for (unsigned i = 0; i < sent; ++i) {
+    s.sent_per_tpl[tpl[i]]++;
+    bytes += plan.templates[tpl[i]].frame.size();
+  }
+  e.live.tx_sent.add(sent);
+  e.live.tx_bytes.add(bytes);
+  if (sent == n) [[likely]] {
+    return;
+  }
+  if (e.txc.retry) {
+    // Move the refused tail to the front of the pending array (it may be that array).
+    for (unsigned i = sent; i < n; ++i) {
+      s.pending[i - sent] = pkts[i];
+      s.pending_tpl[i - sent] = tpl[i];
+    }
+    s.nb_pending = static_cast<uint16_t>(n - sent);
+  } else {
+    rte_pktmbuf_free_bulk(pkts + sent, static_cast<unsigned>(n - sent));
+  }
+}
+
 // Builds and sends one burst if the pacing allows; returns false once the lane is done.
 bool tx_step(Engine& e) noexcept {
   TxState& s = e.txs;
   const TxConfig& c = e.txc;
   const TrafficPlan& plan = *c.plan;
+  if (s.nb_pending) {  // retry: the refused packets go first, nothing new until they are out
+    const uint16_t n = s.nb_pending;
+    s.nb_pending = 0;
+    send(e, s.pending.data(), s.pending_tpl.data(), n);
+    return true;
+  }
   const uint64_t now = rte_rdtsc();
   const uint64_t attempted = e.live.tx_attempted.get();
   if ((c.duration_cycles && now - s.start_tsc >= c.duration_cycles) ||
@@ -61,18 +95,8 @@ bool tx_step(Engine& e) noexcept {
     if (tp.stream != kNoStream) stamp(tp, data, s.seq[tp.stream]++, tsc);
     tpl[i] = t;
   }
-  const uint16_t sent = rte_eth_tx_burst(c.port, 0, pkts.data(), static_cast<uint16_t>(n));
-  uint64_t bytes = 0;
-  for (unsigned i = 0; i < sent; ++i) {
-    s.sent_per_tpl[tpl[i]]++;
-    bytes += plan.templates[tpl[i]].frame.size();
-  }
-  if (sent < n) [[unlikely]] {
-    rte_pktmbuf_free_bulk(&pkts[sent], static_cast<unsigned>(n - sent));
-  }
   e.live.tx_attempted.add(n);
-  e.live.tx_sent.add(sent);
-  e.live.tx_bytes.add(bytes);
+  send(e, pkts.data(), tpl.data(), static_cast<uint16_t>(n));
   return true;
 }
 
@@ -141,6 +165,10 @@ int lane_main(void* arg) {
   while (true) {
     if (tx) {
       if (e.tx_stop.load(std::memory_order_relaxed) || !tx_step(e)) [[unlikely]] {
+        if (e.txs.nb_pending) {  // stopped with refused packets still waiting
+          rte_pktmbuf_free_bulk(e.txs.pending.data(), e.txs.nb_pending);
+          e.txs.nb_pending = 0;
+        }
         e.txs.end_tsc = rte_rdtsc();
         e.tx_done.store(true, std::memory_order_release);
         tx = false;

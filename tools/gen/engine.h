@@ -3,6 +3,7 @@
 // (reads trailers, tracks streams, records latency). One lcore runs a Lane with TX, RX or
 // both. Like sluice's worker: fixed burst arrays, no allocation, no locks, no logging.
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -13,6 +14,7 @@
 #include "tools/gen/streams.h"
 
 struct rte_mempool;
+struct rte_mbuf;
 
 namespace sluice::gen {
 
@@ -44,6 +46,7 @@ struct TxConfig {
   uint64_t count = 0;            // 0: unlimited
   uint64_t duration_cycles = 0;  // 0: unlimited
   unsigned burst = 32;
+  bool retry = false;  // keep what the port refused and offer it again (lossless sender)
 };
 
 struct RxConfig {
@@ -61,6 +64,10 @@ struct TxState {
   size_t cursor = 0;
   size_t mal_cursor = 0;
   uint32_t mal_acc = 0;
+  // Refused packets kept for the next try (retry only), with their template ids.
+  std::array<rte_mbuf*, kMaxBurst> pending{};
+  std::array<uint32_t, kMaxBurst> pending_tpl{};
+  uint16_t nb_pending = 0;
 };
 
 struct Lane {

@@ -13,6 +13,7 @@
 
 #include <optional>
 
+#include <unistd.h>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -377,6 +378,7 @@ int run(Options& o) {
   e.txc.duration_cycles =
       static_cast<uint64_t>(o.duration_s * static_cast<double>(rte_get_tsc_hz()));
   e.txc.burst = o.burst;
+  e.txc.retry = o.tx_retry;
   e.rxc.port = static_cast<uint16_t>(std::max(o.rx_port, 0));
   e.rxc.burst = o.burst;
   e.rxc.ns_per_cycle = 1e9 / static_cast<double>(rte_get_tsc_hz());
@@ -398,6 +400,10 @@ int run(Options& o) {
     }
   }
   say(fmt::format("links up after {:.2f} s", seconds_since(link_start)));
+  if (!o.start_file.empty()) {
+    say(fmt::format("waiting for {} to exist", o.start_file));
+    while (access(o.start_file.c_str(), F_OK) != 0 && !g_stop.load()) sleep_s(0.005);
+  }
   if (o.start_delay_s > 0) sleep_s(o.start_delay_s);
 
   // Run.
@@ -446,6 +452,8 @@ int run(Options& o) {
   e.tx_stop.store(true);
   e.rx_stop.store(true);
   rte_eal_mp_wait_lcore();
+  if (!tx && o.hold)
+    g_stop.store(false);  // the signal that ended receiving; the next ends the hold
   const double run_seconds = seconds_since(start);
   const double tx_seconds = e.txs.end_tsc > e.txs.start_tsc
                                 ? static_cast<double>(e.txs.end_tsc - e.txs.start_tsc) /
@@ -493,7 +501,8 @@ int run(Options& o) {
       if (rc == kExitOk) rc = kExitRuntime;
     }
   }
-  if (o.hold && !g_stop.load()) {
+  // Hold when the run ended by itself, or, receiving only, on its first signal.
+  if (o.hold && error.empty() && (!g_stop.load() || !tx)) {
     say("results written; holding the ports up until SIGINT/SIGTERM");
     while (!g_stop.load()) sleep_s(0.02);
   }

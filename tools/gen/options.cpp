@@ -122,8 +122,13 @@ std::string usage(const std::string& argv0) {
       "  --drain S              keep receiving S seconds after the last send (default 0.5)\n"
       "  --start-delay S        wait S seconds after the links are up before sending\n"
       "  --link-timeout S       give up when a port has no link after S seconds (default 10)\n"
+      "  --tx-retry             offer refused packets again instead of dropping them: a\n"
+      "                         lossless sender for exact counts (not for NDR trials)\n"
+      "  --start-file FILE      after the links are up, wait for FILE to exist before sending\n"
+      "                         (a runner starts several processes, then releases them)\n"
       "  --hold                 after the results, keep the ports up until SIGINT/SIGTERM (so\n"
-      "                         a peer can read its counters before the link goes down)\n"
+      "                         a peer can read its counters before the link goes down). In\n"
+      "                         rxonly the first signal ends receiving, the second the hold\n"
       "  --mbufs N              mbuf pool size (default 8191)\n"
       "  --version, -h/--help\n"
       "\n"
@@ -262,6 +267,7 @@ Result<Options> parse_options(int argc, char** argv) {
       {"--mac-dst", mac("--mac-dst", o.flow.mac_dst)},
       {"--pcap", text(o.pcap)},
       {"--json-out", text(o.json_out)},
+      {"--start-file", text(o.start_file)},
   };
 
   for (int i = first_app; i < argc; ++i) {
@@ -281,6 +287,8 @@ Result<Options> parse_options(int argc, char** argv) {
       want_v6 = true;
     } else if (a == "--hold") {
       o.hold = true;
+    } else if (a == "--tx-retry") {
+      o.tx_retry = true;
     } else if (auto it = with_value.find(a); it != with_value.end()) {
       if (!inline_value) {
         if (i + 1 >= argc) return Error{fmt::format("{} needs a value (see --help)", a)};

@@ -34,6 +34,8 @@ struct Options {
   double start_delay_s = 0;
   double link_timeout_s = 10;
   bool hold = false;
+  bool tx_retry = false;
+  std::string start_file;  // send only once this file exists
   uint32_t mbufs = 8191;
   bool help = false;
   bool version = false;
