@@ -161,6 +161,12 @@ int lane_main(void* arg) {
   Engine& e = *a->engine;
   bool tx = a->lane->tx;
   const bool rx = a->lane->rx;
+  // Poll RX once first: a memif client hands its receive buffers to the peer in rx_burst,
+  // and a peer with none counts every packet it sends as refused.
+  if (rx) {
+    rx_step(e);
+    e.live.rx_polls.add(1);
+  }
   if (tx) e.txs.start_tsc = rte_rdtsc();
   while (true) {
     if (tx) {

@@ -33,6 +33,7 @@ struct alignas(64) LiveCounters {
   stats::Counter rx_unknown_stream;
   stats::Counter rx_duplicated;
   stats::Counter rx_reordered;
+  stats::Counter rx_polls;        // 1 after the receiver's first poll (then no longer counted)
   stats::WorkerCounters latency;  // only .latency is used: sluice's histogram and percentiles
 };
 

@@ -412,6 +412,10 @@ int run(Options& o) {
   for (const auto& lane : e.lanes) args.push_back({&e, &lane});
   const auto start = Clock::now();
   for (auto& a : args) rte_eal_remote_launch(lane_main, &a, a.lane->lcore);
+  // Receivers have polled once (their memif buffers are posted) before "running" is said.
+  if (!tx) {
+    while (e.live.rx_polls.get() == 0 && !g_stop.load()) sleep_s(0.001);
+  }
   say(fmt::format("running: {}{}{}{}", mode_name(o.mode),
                   o.rate_pps > 0 ? fmt::format(", {:.0f} pps", o.rate_pps) : ", unpaced",
                   o.duration_s > 0 ? fmt::format(", {} s", o.duration_s) : "",

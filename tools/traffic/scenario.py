@@ -131,13 +131,18 @@ class Topology:
         self.t = t
         self.place = T.placement()
         self.gen_role = "client" if t["role"] == "server" else "server"
-        self.sock = {p: session.tmp / f"{p}.sock" for p in t["ports"]}
-        self.start_file = session.tmp / "start"
+        # A folder per bring-up: sockets and the start file of an earlier trial must not be
+        # mistaken for this one's.
+        session.bring_ups = getattr(session, "bring_ups", 0) + 1
+        self.dir = session.tmp / f"up{session.bring_ups}"
+        self.dir.mkdir()
+        self.sock = {p: self.dir / f"{p}.sock" for p in t["ports"]}
+        self.start_file = self.dir / "start"
         self.dut = None
         self.testpmd = None
         self.sinks = {}
         self.sink_json = {}
-        self.stats_path = session.tmp / "sluice-stats.json"
+        self.stats_path = self.dir / "sluice-stats.json"
         self.trials = 0
 
     # -- processes --
@@ -149,7 +154,7 @@ class Topology:
         p, mem = self.place, self.t["mem"]
         if self.t["dut"] == "sluice":
             flows = self.scn["sluice"].get("flows")
-            flows_path = self.s.tmp / "flows.yaml"
+            flows_path = self.dir / "flows.yaml"
             if "rules" in self.scn["sluice"]:
                 sys.path.insert(0, str(T.ROOT / "tools" / "bench"))
                 from rules import flows_yaml  # noqa: PLC0415
@@ -158,7 +163,7 @@ class Topology:
                 flows_path = Path(flows)
             else:
                 flows_path.write_text(T.yaml.safe_dump(flows, sort_keys=False))
-            cfg = T.sluice_config(self.s.tmp / "sluice.yaml", list(zip(self.t["ports"], self._dut_devices())), flows_path)
+            cfg = T.sluice_config(self.dir / "sluice.yaml", list(zip(self.t["ports"], self._dut_devices())), flows_path)
             prefix = self.s.prefix("sluice")
             self.dut = self.s.start("sluice", [self.bins.sluice, *T.eal(prefix, p["dut_main"], p["dut_worker"], mem),
                                                "--", "-c", cfg, "--stats-out", self.stats_path], prefix)
@@ -175,7 +180,7 @@ class Topology:
         p = self.place
         for name in self.t["sinks"]:
             prefix = self.s.prefix("sink")
-            self.sink_json[name] = self.s.tmp / f"sink-{name}.json"
+            self.sink_json[name] = self.dir / f"sink-{name}.json"
             self.sinks[name] = self.s.start(
                 f"sink-{name}", [self.bins.gen, *T.eal(prefix, p["gen_main"], p["sink_worker"], 64, self._gen_devices([name])),
                                  "--", "--mode", "rxonly", "--rx-port", "0", "--json-out", self.sink_json[name], "--hold",
@@ -218,6 +223,9 @@ class Topology:
             self.wait_sockets([self.t["tx"], self.t["rx"], *self.t["sinks"]], [gen, *self.sinks.values()])
             self.start_dut()
         self.wait_dut_ready([gen, *self.sinks.values()])
+        # Sinks say "running" once they have polled (their receive buffers are posted).
+        self.s.wait_until(lambda: all("sluice-gen: running" in p.output() for p in self.sinks.values()), 30,
+                          [self.dut, gen, *self.sinks.values()], "waiting for the sinks to receive")
         self.start_file.touch()
         return gen
 
@@ -285,7 +293,7 @@ def one_trial(scn, bins, session, args, seconds, announce=""):
     workers poll (net_memif's disconnect is not safe under traffic). Returns (topology,
     generator results, DUT statistics, sink results)."""
     topo = Topology(scn, bins, session)
-    gen_json = session.tmp / f"gen-{topo.trials + 1}-{len(session.procs)}.json"
+    gen_json = topo.dir / "gen.json"
     gen = topo.bring_up(lambda: topo.start_gen(args, gen_json, hold=True, quiet=not announce))
     if announce:
         print(f"traffic-test: {announce} ({scn['topology']['dut']} pid {topo.dut.pid}, "

@@ -213,9 +213,11 @@ class Session:
         return proc
 
     def check_alive(self, procs, what):
-        for p in procs:
-            if not p.alive():
-                raise Failure(f"{p.name} (pid {p.pid}) {p.exit_text()} {what}\n{p.tail()}")
+        """Fails the run naming every process of procs that is gone (a peer may follow)."""
+        dead = [p for p in procs if not p.alive()]
+        if dead:
+            raise Failure("; ".join(f"{p.name} (pid {p.pid}) {p.exit_text()} {what}" for p in dead) +
+                          "\n" + "\n".join(p.tail() for p in dead))
 
     def wait_until(self, cond, timeout, watch, what):
         """Polls cond() until true; a watched process that exits, or the timeout, fails the run."""
