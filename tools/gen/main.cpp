@@ -389,7 +389,15 @@ int run(Options& o) {
   // Links: memif comes up when the peer connects.
   const auto link_start = Clock::now();
   for (uint16_t p : ports.used) {
+    auto retry_at = Clock::now() + std::chrono::seconds(2);
     while (!link_up(p) && !g_stop.load()) {
+      if (Clock::now() > retry_at) {
+        // A memif client that knocked before its server's port was started is turned away
+        // for good: stopping and starting the port connects again.
+        rte_eth_dev_stop(p);
+        rte_eth_dev_start(p);
+        retry_at = Clock::now() + std::chrono::seconds(2);
+      }
       if (seconds_since(link_start) > o.link_timeout_s) {
         return fail(fmt::format("port {} ({}): no link after {} s; is the peer running and "
                                 "using the same socket, with the other role?",

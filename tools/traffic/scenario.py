@@ -215,6 +215,13 @@ class Topology:
         if self.t["role"] == "server":
             self.start_dut()
             self.wait_sockets(self.t["ports"], [self.dut])
+            # A memif server turns away clients until its port is started: wait for that.
+            if self.testpmd:
+                self.testpmd.ready()
+            else:
+                self.s.wait_until(lambda: "mbufs available before start" in self.dut.output(), 30, [self.dut],
+                                  "waiting for sluice to start its ports")
+                time.sleep(0.1)
             self.start_sinks()
             gen = first_gen()
         else:
