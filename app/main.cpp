@@ -332,13 +332,15 @@ int run(const app::Options& opt, std::shared_ptr<const config::Config> cfg) {
     rte_eal_mp_wait_lcore();
   }
 
-  // Clean stop: workers have flushed their TX buffers; stop ports, read their final
-  // counters, close them (their queues give every mbuf back), then check the pools.
+  // Clean stop: workers have flushed their TX buffers; read the final counters, stop and
+  // close the ports (their queues give every mbuf back), then check the pools.
   if (a.prometheus) a.prometheus->stop();
   if (a.ports) {
-    a.ports->stop();
+    // Port counters are final once the workers have returned; read them before stopping the
+    // ports, because some drivers forget them on stop (net_memif hides them on disconnect).
     stats::Snapshot s;
     if (a.table) s = a.snapshot();
+    a.ports->stop();
     a.ports->close();
     for (auto& w : a.workers) pipeline::worker_release(*w);
     auto levels = a.ports->pool_levels();
