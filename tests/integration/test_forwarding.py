@@ -139,7 +139,7 @@ def main():
         run_once(args.sluice, args.data, f"fwd-{kernel}", simd=kernel)
     # The same on hugepages, where there are some (CI reserves them).
     if free_hugepages() >= 128:
-        run_once(args.sluice, args.data, "fwd-hugepages", mem=("--socket-mem", "256"))
+        run_once(args.sluice, args.data, "fwd-hugepages", mem=("--socket-mem", "256", "--huge-unlink"))
     else:
         print("SKIPPED: forwarding on hugepages: fewer than 128 free 2 MiB hugepages "
               "or no hugetlbfs mount (tools/test sets both up when run as root)")

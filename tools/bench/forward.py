@@ -78,7 +78,7 @@ def main():
     for line in open("/proc/meminfo") if "hugetlbfs" in open("/proc/mounts").read() else []:
         if line.startswith("HugePages_Free"):
             free = int(line.split()[1])
-    mem = ["--socket-mem", "512"] if free >= 300 else ["--no-huge", "-m", "1024"]
+    mem = ["--socket-mem", "512", "--huge-unlink"] if free >= 300 else ["--no-huge", "-m", "1024"]
     memory = "hugepages" if free >= 300 else "--no-huge"
 
     with tempfile.TemporaryDirectory(prefix="sluice-bench-") as d:

@@ -15,7 +15,9 @@ TEST(LatencyHistogram, BucketsCoverEveryValueAndBoundsHold) {
     unsigned b = LatencyHistogram::bucket_of(v);
     ASSERT_LT(b, LatencyHistogram::kBuckets) << v;
     EXPECT_LE(v, LatencyHistogram::upper_bound(b)) << v;
-    if (b > 0) EXPECT_GT(v, LatencyHistogram::upper_bound(b - 1)) << v;
+    if (b > 0) {
+      EXPECT_GT(v, LatencyHistogram::upper_bound(b - 1)) << v;
+    }
   }
   // Relative error stays within one sub-bucket (1/16).
   for (uint64_t v = 16; v < 1'000'000; v = v * 3 / 2 + 1) {
