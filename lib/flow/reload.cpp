@@ -1,6 +1,7 @@
 #include "lib/flow/reload.h"
 
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <new>
@@ -96,6 +97,9 @@ ReloadOutcome Reloader::attempt(Trigger trigger) {
   Attempt tried;
   {
     auto text = config::read_text(path_);
+    if (!text && trigger == Trigger::kFileChange && !std::filesystem::exists(path_)) {
+      return out;  // kUnchanged: moved away or deleted; the next event brings the new file
+    }
     if (!text) return reject(text.error(), Attempt{.retryable = true});
     tried = Attempt{.valid = true, .hash = std::hash<std::string>{}(*text), .size = text->size()};
     if (last_.valid && last_.hash == tried.hash && last_.size == tried.size) {

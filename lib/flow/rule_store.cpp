@@ -28,8 +28,9 @@ Generation::~Generation() {
 
 Result<std::unique_ptr<RuleStore>> RuleStore::create(std::shared_ptr<const config::Flows> flows,
                                                      std::vector<int> worker_sockets,
-                                                     int acl_socket) {
+                                                     int acl_socket, std::string name) {
   std::unique_ptr<RuleStore> s(new RuleStore());
+  s->name_ = std::move(name);
   s->sockets_ = std::move(worker_sockets);
   s->acl_socket_ = acl_socket;
   const auto threads = static_cast<uint32_t>(std::max<size_t>(s->sockets_.size(), 1));
@@ -60,7 +61,7 @@ RuleStore::~RuleStore() {
 Result<RuleStore::Built> RuleStore::build(std::shared_ptr<const config::Flows> flows) {
   const auto start = Clock::now();
   auto gen = std::make_unique<Generation>();
-  auto table = FlowTable::build(*flows, "sluice-b" + std::to_string(++builds_), acl_socket_);
+  auto table = FlowTable::build(*flows, name_ + "-" + std::to_string(++builds_), acl_socket_);
   if (!table) return Error{table.error()};
   gen->table = std::move(*table);
   gen->flows = std::move(flows);

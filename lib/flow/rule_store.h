@@ -54,9 +54,11 @@ class RuleStore {
   using Clock = std::chrono::steady_clock;
 
   // Compiles flows as generation 1. worker_sockets[w] is where worker w's counter rows live
-  // (SOCKET_ID_ANY is fine); acl_socket is where the ACL tries live.
+  // (SOCKET_ID_ANY is fine); acl_socket is where the ACL tries live. Build attempt k names its
+  // ACL contexts "<name>-<k>-v4" (rte_acl names are process-wide: one name per store).
   static Result<std::unique_ptr<RuleStore>> create(std::shared_ptr<const config::Flows> flows,
-                                                   std::vector<int> worker_sockets, int acl_socket);
+                                                   std::vector<int> worker_sockets, int acl_socket,
+                                                   std::string name = "sluice");
   // Frees every generation. Workers must have stopped (or gone offline) first.
   ~RuleStore();
   RuleStore(const RuleStore&) = delete;
@@ -113,6 +115,7 @@ class RuleStore {
   rte_rcu_qsbr* qsbr_ = nullptr;
   std::vector<int> sockets_;
   int acl_socket_ = 0;
+  std::string name_;
   uint64_t next_number_ = 1;
   uint64_t builds_ = 0;  // every build attempt gets unique ACL context names
 

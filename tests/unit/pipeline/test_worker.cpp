@@ -113,7 +113,7 @@ class WorkerTest : public ::testing::Test {
     telnet.action = config::Action::kDrop;
     flows.rules = {dns, telnet};
     auto s = flow::RuleStore::create(std::make_shared<const config::Flows>(std::move(flows)),
-                                     {SOCKET_ID_ANY}, SOCKET_ID_ANY);
+                                     {SOCKET_ID_ANY}, SOCKET_ID_ANY, "wt");
     ASSERT_TRUE(s.ok()) << s.error();
     store_ = std::move(*s);
     w_.burst = burst;
