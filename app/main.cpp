@@ -388,7 +388,14 @@ int main(int argc, char** argv) {
     spdlog::set_level(kLevels[static_cast<int>((*cfg)->appliance.logging.level)]);
   }
   if (opt->check) {
+    Result<std::string> diff = std::string();
+    if (!opt->diff.empty()) diff = app::check_diff(**cfg, opt->diff);
+    if (!diff) {
+      spdlog::error("{}", diff.error());
+      return kExitConfig;
+    }
     std::fputs(app::check_summary(**cfg).c_str(), stdout);
+    std::fputs(diff->c_str(), stdout);
     return kExitOk;
   }
   return run(*opt, *cfg);

@@ -112,10 +112,15 @@ FlowsDiff diff_flows(const config::Flows& before, const config::Flows& after,
   return d;
 }
 
+std::string diff_counts(const FlowsDiff& d) {
+  if (d.empty()) return "no rule changes";
+  return std::to_string(d.added.size()) + " added, " + std::to_string(d.removed.size()) +
+         " removed, " + std::to_string(d.changed.size()) + " changed";
+}
+
 std::string diff_line(const FlowsDiff& d, size_t max_names) {
   if (d.empty()) return "no rule changes";
-  std::string o = std::to_string(d.added.size()) + " added, " + std::to_string(d.removed.size()) +
-                  " removed, " + std::to_string(d.changed.size()) + " changed";
+  std::string o = diff_counts(d);
   std::vector<std::string> parts;
   if (!d.added.empty()) parts.push_back("added: " + names(d.added, max_names));
   if (!d.removed.empty()) parts.push_back("removed: " + names(d.removed, max_names));

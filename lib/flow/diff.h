@@ -30,6 +30,9 @@ struct FlowsDiff {
 FlowsDiff diff_flows(const config::Flows& before, const config::Flows& after,
                      const config::Appliance& app);
 
+// "2 added, 1 removed, 1 changed", or "no rule changes" (non_ip, default, order: "0 added, ...").
+std::string diff_counts(const FlowsDiff& d);
+
 // One line for the log: "2 added, 1 removed, 1 changed (added: a, b; removed: c; changed: d)"
 // or "no rule changes". Name lists are cut after max_names with "... (+N more)".
 std::string diff_line(const FlowsDiff& d, size_t max_names = 8);
