@@ -120,6 +120,7 @@ ReloadOutcome Reloader::attempt(Trigger trigger) {
   const auto t1 = Clock::now();
   out.parse_ms = ms_between(t0, t1);
   if (!flows) return reject(flows.error(), tried);
+  progress_();
 
   auto shared = std::make_shared<const config::Flows>(std::move(*flows));
   auto built = store_.build(shared);
@@ -130,6 +131,7 @@ ReloadOutcome Reloader::attempt(Trigger trigger) {
     return reject(built.error(), tried);
   }
 
+  progress_();
   out.diff = diff_flows(*store_.current().flows, *shared, app_);
   const auto t3 = Clock::now();
   out.replaced = store_.publish(std::move(built->gen));

@@ -11,6 +11,7 @@
 // operator who saves and then signals gets one reload, not two.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -54,6 +55,10 @@ class Reloader {
 
   ReloadOutcome reload(Trigger trigger);
 
+  // Called between the phases of a reload (read and parse, build, publish): a large file
+  // takes seconds per phase, and the control plane keeps its watchdog fed from here.
+  void on_progress(std::function<void()> f) { progress_ = std::move(f); }
+
   const ReloadStats& stats() const noexcept { return stats_; }
   const std::string& path() const noexcept { return path_; }
 
@@ -73,6 +78,7 @@ class Reloader {
   std::string path_;
   ReloadStats stats_;
   Attempt last_;
+  std::function<void()> progress_ = [] {};
 };
 
 }  // namespace sluice::flow
