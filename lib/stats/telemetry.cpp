@@ -2,6 +2,7 @@
 
 #include <rte_telemetry.h>
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -78,7 +79,11 @@ int cmd_rules(const char*, const char*, rte_tel_data* d) {
   size_t n = 0;
   for (const auto& [name, t] : g_snap.rules) {
     if (++n > RTE_TEL_MAX_DICT_ENTRIES) break;
-    rte_tel_data_add_dict_u64(d, name.c_str(), t.packets);
+    // DPDK 22.11 refuses dict keys other than letters, digits, '_' and '/'.
+    std::string key = name;
+    std::replace(key.begin(), key.end(), '-', '_');
+    std::replace(key.begin(), key.end(), '.', '/');
+    rte_tel_data_add_dict_u64(d, key.c_str(), t.packets);
   }
   return 0;
 }

@@ -3,7 +3,8 @@
 //   /sluice/stats   uptime, mempool, latency, default/non_ip, reload, capture: flat keys
 //   /sluice/drops   every drop reason -> packets
 //   /sluice/ports   port names;  /sluice/port,NAME   that port's counters
-//   /sluice/rules   rule -> packets (the first 256 rules; DPDK 22.11's dict limit)
+//   /sluice/rules   rule -> packets (the first 256 rules; DPDK 22.11's dict limit; its keys
+//                   allow letters, digits, '_' and '/' only, so '-' shows as '_', '.' as '/')
 //   /sluice/reload  reloads the flows file (registered by app/, see app/reload_control.h)
 // DPDK 22.11 cannot nest dictionaries, so the statistics JSON of --stats-out is split into
 // these commands. Callbacks run on the telemetry thread and read the latest snapshot the

@@ -248,7 +248,7 @@ def stress(binary, data):
 def triggers(binary, data):
     tag = "triggers"
     with tempdir() as d:
-        s, _ = launch(binary, data, d, "reload-trig")
+        s, eal = launch(binary, data, d, "reload-trig")
         try:
             replace(d, "flows.yaml", SET_B)  # an editor's rename-replace
             check(f"{tag}: rename-replace reloads (file change)",
@@ -275,6 +275,15 @@ def triggers(binary, data):
             check(f"{tag}: a bad file is rejected and the rules keep running",
                   s.wait_for(r"reload \(file change\) rejected, rules generation 4 keeps running: .*flows\.yaml:7:\d+: .*unknown port", 1, 20),
                   s.lines[-5:])
+            time.sleep(0.7)  # telemetry serves the snapshot the control loop publishes every 0.5 s
+            tel = Telemetry(eal)
+            st, rules = tel.cmd("/sluice/stats"), tel.cmd("/sluice/rules")
+            tel.close()
+            check(f"{tag}: telemetry /sluice/stats has the reload counters",
+                  (st["reload/ok"], st["reload/failed"], st["reload/generation"]) == (3, 1, 4) and
+                  "unknown port" in st["reload/last_error"], json.dumps(st))
+            check(f"{tag}: telemetry /sluice/rules names rules with '-' (as '_')", {"to_a", "to_b", "b_only", "a_only"} <= set(rules),
+                  json.dumps(rules))
         finally:
             st = finish(s, tag, d)
         if st is None:
