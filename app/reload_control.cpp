@@ -85,13 +85,16 @@ ReloadControl::ReloadControl(flow::RuleStore& store, const config::Appliance& ap
 
 ReloadControl::~ReloadControl() {
   stop();
-  if (int fd = g_wake_fd.exchange(-1); fd >= 0) ::close(fd);
 }
 
 Result<void> ReloadControl::start() {
-  const int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (fd < 0) return Error{fmt::format("eventfd: {}", std::strerror(errno))};
-  g_wake_fd.store(fd);
+  // The eventfd lives as long as the process: a signal handler may write to it at any time,
+  // and a closed descriptor's number could be reused by another file.
+  if (g_wake_fd.load() < 0) {
+    const int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0) return Error{fmt::format("eventfd: {}", std::strerror(errno))};
+    g_wake_fd.store(fd);
+  }
   if (auto w = sys::FileWatch::open(reloader_.path(), kWatchDebounce); w) {
     watch_ = std::move(*w);
   } else {
