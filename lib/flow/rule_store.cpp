@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <new>
+#include <numeric>
 #include <string_view>
 #include <unordered_map>
 
@@ -82,60 +83,59 @@ Result<RuleStore::Built> RuleStore::build(std::shared_ptr<const config::Flows> f
 
 uint64_t RuleStore::publish(std::unique_ptr<Generation> gen) {
   gen->number = next_number_++;
-  const Generation* before = current_.load(std::memory_order_relaxed);
-
-  // The slot table: the new rules in file order, then the rules this reload removes, each
-  // keeping what it had carried.
-  std::unordered_map<std::string_view, uint32_t> old_slot;
-  old_slot.reserve(names_.size());
-  for (uint32_t i = 0; i < names_.size(); ++i) old_slot.emplace(names_[i], i);
-  std::vector<std::string> names;
-  names.reserve(gen->flows->rules.size());
-  for (const auto& r : gen->flows->rules) names.push_back(r.name);
-  if (before != nullptr) {
-    // Keys view the new generation's rules (stable), not `names`, which grows below.
-    std::unordered_map<std::string_view, bool> kept;
-    kept.reserve(gen->flows->rules.size());
-    for (const auto& r : gen->flows->rules) kept.emplace(r.name, true);
-    for (const auto& r : before->flows->rules) {
-      if (kept.count(r.name) == 0) names.push_back(r.name);
-    }
-  }
-  std::vector<stats::Totals> carried(names.size());
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (auto it = old_slot.find(names[i]); it != old_slot.end()) carried[i] = carried_[it->second];
-  }
-  old_slot.clear();
-  names_ = std::move(names);
-  carried_ = std::move(carried);
-
   Generation* next = gen.get();
   std::unique_ptr<Generation> old = std::move(owned_);
   owned_ = std::move(gen);
   // The swap: workers see the new generation from their next burst on.
   current_.store(next, std::memory_order_release);
   uint64_t replaced = 0;
+  const Generation* before = old.get();
   if (old) {
     replaced = old->number;
     // The token is taken after the swap: a worker that reports it has finished every burst
     // that could have read the old pointer.
     retiring_.push_back(Pending{std::move(old), rte_rcu_qsbr_start(qsbr_), Clock::now()});
   }
-  slots_.clear();
-  for (auto& p : retiring_) remap(*p.gen);
-  remap(*owned_);
+  renumber(before);
   return replaced;
 }
 
-void RuleStore::remap(Generation& g) {
+void RuleStore::renumber(const Generation* before) {
+  // The new slot table: the new rules in file order, then the rules of the generation just
+  // replaced that the new one lacks (removed by this reload). The names viewed here live in
+  // the generations' flows, which outlive this function.
+  const auto& rules = owned_->flows->rules;
   std::unordered_map<std::string_view, uint32_t> slot;
-  slot.reserve(names_.size());
-  for (uint32_t i = 0; i < names_.size(); ++i) slot.emplace(names_[i], i);
-  std::vector<uint32_t> map(g.flows->rules.size(), kNoSlot);
-  for (size_t i = 0; i < map.size(); ++i) {
-    if (auto it = slot.find(g.flows->rules[i].name); it != slot.end()) map[i] = it->second;
+  slot.reserve(rules.size() + (before ? before->flows->rules.size() : 0));
+  std::vector<std::string> names;
+  names.reserve(rules.size());
+  for (const auto& r : rules) {
+    slot.emplace(r.name, static_cast<uint32_t>(names.size()));
+    names.push_back(r.name);
   }
-  slots_.emplace_back(&g, std::move(map));
+  if (before != nullptr) {
+    for (const auto& r : before->flows->rules) {
+      if (slot.emplace(r.name, static_cast<uint32_t>(names.size())).second) names.push_back(r.name);
+    }
+  }
+  // Old slot -> new slot; names listed no more (removed two reloads ago) drop their counts.
+  std::vector<uint32_t> moved(names_.size(), kNoSlot);
+  std::vector<stats::Totals> carried(names.size());
+  for (size_t i = 0; i < names_.size(); ++i) {
+    if (auto it = slot.find(names_[i]); it != slot.end()) {
+      moved[i] = it->second;
+      carried[it->second] = carried_[i];
+    }
+  }
+  names_ = std::move(names);
+  carried_ = std::move(carried);
+  // Live generations keep their rule -> slot maps, renumbered; the new one maps to itself.
+  for (auto& [g, map] : slots_) {
+    for (uint32_t& m : map) m = m == kNoSlot ? kNoSlot : moved[m];
+  }
+  std::vector<uint32_t> identity(rules.size());
+  std::iota(identity.begin(), identity.end(), 0u);
+  slots_.emplace_back(owned_.get(), std::move(identity));
 }
 
 std::vector<RuleStore::Retired> RuleStore::poll() {

@@ -102,7 +102,8 @@ class RuleStore {
 
  private:
   RuleStore() = default;
-  void remap(Generation& g);
+  // Rebuilds the slot table after a swap: `before` is the generation just replaced.
+  void renumber(const Generation* before);
 
   std::atomic<const Generation*> current_{nullptr};
   std::unique_ptr<Generation> owned_;  // what current_ points at
