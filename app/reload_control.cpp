@@ -225,7 +225,7 @@ flow::ReloadOutcome ReloadControl::reload(flow::Trigger trigger) {
     spdlog::info(
         "reload ({}): {}: generation {} ({} rules): {}; parse {:.1f} ms, build {:.1f} ms, "
         "publish {:.3f} ms",
-        trig, path, o.generation, store_.current().flows->rules.size(), flow::diff_line(o.diff),
+        trig, path, o.generation, store_.current().flows->rules.size(), flow::diff_line(*o.diff),
         o.parse_ms, o.build_ms, o.publish_ms);
   } else if (o.kind == Kind::kRejected) {
     spdlog::error("reload ({}) rejected, rules generation {} keeps running: {}", trig, o.generation,
@@ -248,15 +248,15 @@ void ReloadControl::answer(const std::vector<std::shared_ptr<ReloadWaiter>>& wai
     for (const auto& w : waiters) {
       w->strings = {{"result", std::string(result.empty() ? flow::kind_name(o.kind) : result)},
                     {"trigger", std::string(flow::trigger_name(o.trigger))},
-                    {"diff", flow::diff_line(o.diff, 3)},
+                    {"diff", flow::diff_line(*o.diff, 3)},
                     {"error", o.error}};
       w->numbers = {{"repeated", o.repeated ? 1u : 0u},
                     {"generation", o.generation},
                     {"ok", s.ok},
                     {"failed", s.failed},
-                    {"added", o.diff.added.size()},
-                    {"removed", o.diff.removed.size()},
-                    {"changed", o.diff.changed.size()},
+                    {"added", o.diff->added.size()},
+                    {"removed", o.diff->removed.size()},
+                    {"changed", o.diff->changed.size()},
                     {"parse_us", us(o.parse_ms)},
                     {"build_us", us(o.build_ms)},
                     {"publish_us", us(o.publish_ms)},

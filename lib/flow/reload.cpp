@@ -132,7 +132,7 @@ ReloadOutcome Reloader::attempt(Trigger trigger) {
   }
 
   progress_();
-  out.diff = diff_flows(*store_.current().flows, *shared, app_);
+  out.diff = std::make_shared<const FlowsDiff>(diff_flows(*store_.current().flows, *shared, app_));
   const auto t3 = Clock::now();
   out.replaced = store_.publish(std::move(built->gen));
   out.publish_ms = ms_between(t3, Clock::now());

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -39,11 +40,13 @@ struct ReloadOutcome {
   bool repeated = false;    // the outcome of an identical earlier attempt, reported again
   uint64_t generation = 0;  // running after this reload
   uint64_t replaced = 0;    // kApplied: the generation now in its grace period (0: none)
-  FlowsDiff diff;           // kApplied: against the generation it replaced
-  std::string error;        // kRejected
-  double parse_ms = 0;      // read + parse + validate
-  double build_ms = 0;      // ACL contexts and counters
-  double publish_ms = 0;    // pointer swap and grace start
+  // kApplied: against the generation it replaced (shared: a 100k-rule diff is large, and an
+  // outcome is copied into the last attempt and into a waiting telemetry reply).
+  std::shared_ptr<const FlowsDiff> diff = std::make_shared<const FlowsDiff>();
+  std::string error;      // kRejected
+  double parse_ms = 0;    // read + parse + validate
+  double build_ms = 0;    // ACL contexts and counters
+  double publish_ms = 0;  // pointer swap and grace start
 };
 std::string_view kind_name(ReloadOutcome::Kind k) noexcept;
 

@@ -97,6 +97,9 @@ uint64_t RuleStore::publish(std::unique_ptr<Generation> gen) {
     retiring_.push_back(Pending{std::move(old), rte_rcu_qsbr_start(qsbr_), Clock::now()});
   }
   renumber(before);
+  // The grace clock starts once the control plane is done publishing, so grace_ms is how long
+  // the workers took to pass a quiescent state (plus the control loop's own latency).
+  if (!retiring_.empty() && before != nullptr) retiring_.back().since = Clock::now();
   return replaced;
 }
 

@@ -81,7 +81,7 @@ TEST_F(ReloadTest, ValidFileIsPublishedWithItsDiff) {
   EXPECT_EQ(o.kind, Kind::kApplied);
   EXPECT_EQ(o.generation, 2u);
   EXPECT_EQ(o.replaced, 1u);
-  EXPECT_EQ(diff_line(o.diff), "1 added, 0 removed, 1 changed (added: dns; changed: web)");
+  EXPECT_EQ(diff_line(*o.diff), "1 added, 0 removed, 1 changed (added: dns; changed: web)");
   EXPECT_EQ(store_->current().flows->rules.size(), 2u);
   const ReloadStats& s = reloader_->stats();
   EXPECT_EQ(s.generation, 2u);
@@ -177,7 +177,7 @@ TEST_F(ReloadTest, WatcherSkipsBytesAlreadyTriedAndExplicitTriggersDoNotCountTwi
   EXPECT_EQ(o.kind, Kind::kApplied);
   EXPECT_FALSE(o.repeated);
   EXPECT_EQ(o.generation, 4u);
-  EXPECT_TRUE(o.diff.empty());
+  EXPECT_TRUE(o.diff->empty());
 
   // A file that is gone when the watcher's delay ends is waited for, not counted.
   std::filesystem::remove(path_);
