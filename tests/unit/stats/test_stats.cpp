@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "lib/stats/prometheus.h"
 #include "lib/stats/snapshot.h"
 
 namespace sluice::stats {
@@ -86,6 +87,17 @@ TEST(Snapshot, JsonHasEveryContractKeyAndEscapes) {
     std::string key = "\"" + std::string(drop_name(static_cast<Drop>(d))) + "\": 0";
     EXPECT_NE(j.find(key), std::string::npos) << key;
   }
+}
+
+TEST(Snapshot, PrometheusHasTheReloadCounters) {
+  Snapshot s;
+  s.reload.generation = 7;
+  s.reload.ok = 6;
+  s.reload.failed = 2;
+  const std::string p = to_prometheus(s);
+  EXPECT_NE(p.find("sluice_reload_generation 7\n"), std::string::npos) << p;
+  EXPECT_NE(p.find("sluice_reloads_total{result=\"ok\"} 6\n"), std::string::npos) << p;
+  EXPECT_NE(p.find("sluice_reloads_total{result=\"failed\"} 2\n"), std::string::npos) << p;
 }
 
 }  // namespace
