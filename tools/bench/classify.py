@@ -76,6 +76,9 @@ def test_acl(d, n, iters, tag, verbose=0, trace_file="trace.txt", tracenum=None)
            f"--rulenum={max(n, 1)}", f"--tracenum={tracenum or TRACE}", f"--tracestep={STEP}", "--bldcat=1", "--runcat=1",
            f"--iter={iters}", f"--verbose={verbose}"]
     p = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    for arg in cmd:  # EAL leaves its runtime folder behind, even with --no-shconf
+        if arg.startswith("--file-prefix="):
+            shutil.rmtree(os.path.join("/var/run/dpdk", arg.split("=", 1)[1]), ignore_errors=True)
     if p.returncode != 0:
         sys.exit(f"bench: dpdk-test-acl failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
     return p.stdout
