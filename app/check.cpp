@@ -4,6 +4,7 @@
 
 #include <numeric>
 
+#include "lib/flow/diff.h"
 #include "lib/port/ports.h"
 
 namespace sluice::app {
@@ -62,6 +63,15 @@ std::string check_summary(const config::Config& cfg) {
   o += fmt::format("    EAL needs at least -m {} (or that much in hugepages on the socket)\n",
                    s.mib() + 64);
   return o;
+}
+
+Result<std::string> check_diff(const config::Config& cfg, const std::string& old_path) {
+  auto old = config::load_flows(old_path, cfg.appliance);
+  if (!old) return Error{"--diff: " + old.error()};
+  const flow::FlowsDiff d = flow::diff_flows(*old, cfg.flows, cfg.appliance);
+  std::string o = fmt::format("flows diff {} -> {} (a dry run of a reload): {}\n", old_path,
+                              cfg.flows.path, flow::diff_counts(d));
+  return o + flow::diff_text(d);
 }
 
 }  // namespace sluice::app

@@ -45,6 +45,9 @@ std::string usage(const std::string& argv0) {
       "                           summary (ports, lcores, rules per family, memory needed);\n"
       "                           exit 0 when valid, 1 with file:line:col errors when not.\n"
       "                           Needs no hugepages, no devices and no root.\n"
+      "      --diff OLD.yaml      with --check: also print what reloading the config's flows\n"
+      "                           file would change against flows file OLD.yaml (rules\n"
+      "                           added, removed, changed): a dry run of a reload\n"
       "      --duration SECONDS   stop by itself after SECONDS\n"
       "      --stats-period SECS  print a testpmd-style statistics table every SECS (0: off)\n"
       "      --stats-out FILE     on exit, write the final statistics JSON to FILE\n"
@@ -60,7 +63,11 @@ std::string usage(const std::string& argv0) {
       "must be other lcores of the -l set.\n"
       "\n"
       "Exit codes: 0 clean stop, 1 config or usage error, 2 startup error (EAL, ports,\n"
-      "memory), 3 runtime fault. SIGINT/SIGTERM stop cleanly; SIGHUP reloads the flows file.\n"
+      "memory), 3 runtime fault. SIGINT/SIGTERM stop cleanly.\n"
+      "\n"
+      "Live reload: SIGHUP, the telemetry command /sluice/reload (dpdk-telemetry.py) or a change\n"
+      "to the flows file reloads it: all of it is validated and compiled first; a bad file\n"
+      "keeps the running rules (reload.failed, reload.last_error in the statistics).\n"
       "\n"
       "Example:\n"
       "  {0} -l 0,1 --no-huge -m 512 -- -c config/demo/sluice.yaml --duration 10 --stats-period "
@@ -122,6 +129,10 @@ Result<Options> parse_options(int argc, char** argv) {
       auto v = get();
       if (!v) return Error{v.error()};
       o.stats_out = *v;
+    } else if (a == "--diff") {
+      auto v = get();
+      if (!v) return Error{v.error()};
+      o.diff = *v;
     } else if (a == "--log-level") {
       auto v = get();
       if (!v) return Error{v.error()};
@@ -145,6 +156,9 @@ Result<Options> parse_options(int argc, char** argv) {
     } else {
       return Error{fmt::format("unknown option \"{}\" (see --help)", a)};
     }
+  }
+  if (!o.diff.empty() && !o.check) {
+    return Error{"--diff needs --check (sluice --check -c CONFIG --diff OLD.yaml)"};
   }
   return o;
 }

@@ -22,6 +22,7 @@ struct Options {
   double duration_s = 0;      // 0: run until a signal
   double stats_period_s = 0;  // 0: no periodic table
   std::string stats_out;
+  std::string diff;  // --check --diff OLD: the flows file's changes against OLD
   std::optional<spdlog::level::level_enum> log_level;
   std::string simd = "auto";  // a kernel name (simd::kernel_from_name) or "auto"
 };

@@ -436,13 +436,6 @@ struct Protocol {
 constexpr Protocol kProtocols[] = {{"tcp", 6},    {"udp", 17}, {"icmp", 1}, {"icmpv6", 58},
                                    {"sctp", 132}, {"gre", 47}, {"esp", 50}};
 
-std::string proto_name(uint8_t n) {
-  for (const auto& p : kProtocols) {
-    if (p.number == n) return std::string(p.name);
-  }
-  return std::to_string(n);
-}
-
 uint16_t decode_port_ref(const Value& v, const Appliance& app) {
   std::vector<std::string> names;
   for (const auto& p : app.ports) names.push_back(p.name);
@@ -657,8 +650,7 @@ std::string read_file(const std::string& path) {
   return data;
 }
 
-YAML::Node parse(const std::string& path) {
-  const std::string text = read_file(path);
+YAML::Node parse_text(const std::string& text) {
   try {
     return YAML::Load(text);
   } catch (const YAML::ParserException& e) {
@@ -666,6 +658,10 @@ YAML::Node parse(const std::string& path) {
                      "; expected well-formed YAML (check indentation, "
                      "quotes and brackets here or just above)");
   }
+}
+
+YAML::Node parse(const std::string& path) {
+  return parse_text(read_file(path));
 }
 
 // Runs a decoder and turns its exceptions into an Error naming file:line:col. A read failure
@@ -703,6 +699,21 @@ uint8_t Match::family() const {
   return 0;
 }
 
+std::string proto_name(uint8_t n) {
+  for (const auto& p : kProtocols) {
+    if (p.number == n) return std::string(p.name);
+  }
+  return std::to_string(n);
+}
+
+std::string cidr_text(const Cidr& c) {
+  std::array<char, INET6_ADDRSTRLEN> buf{};
+  inet_ntop(c.family == 4 ? AF_INET : AF_INET6, c.addr.data(), buf.data(), buf.size());
+  const unsigned full = c.family == 4 ? 32 : 128;
+  return c.prefix == full ? std::string(buf.data())
+                          : std::string(buf.data()) + "/" + std::to_string(c.prefix);
+}
+
 std::optional<uint64_t> parse_size(const std::string& text) {
   static constexpr std::pair<std::string_view, int> kSuffixes[] = {
       {"KiB", 10}, {"MiB", 20}, {"GiB", 30}};
@@ -729,6 +740,15 @@ Result<Appliance> load_appliance(const std::string& path) {
 
 Result<Flows> load_flows(const std::string& path, const Appliance& appliance) {
   return guarded(path, [&] { return decode_flows(parse(path), path, appliance); });
+}
+
+Result<Flows> parse_flows(const std::string& path, const std::string& text,
+                          const Appliance& appliance) {
+  return guarded(path, [&] { return decode_flows(parse_text(text), path, appliance); });
+}
+
+Result<std::string> read_text(const std::string& path) {
+  return guarded(path, [&] { return read_file(path); });
 }
 
 Result<std::shared_ptr<const Config>> load(const std::string& appliance_path) {

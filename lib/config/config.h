@@ -127,6 +127,11 @@ struct Config {
   Flows flows;
 };
 
+// "tcp", "udp", ... for the protocols the flows file names, else the number.
+std::string proto_name(uint8_t proto);
+// "10.0.0.0/8", "2001:db8::/32"; a full-length prefix prints as the plain address.
+std::string cidr_text(const Cidr& c);
+
 // Parses a size: a plain integer or one with a KiB/MiB/GiB suffix.
 std::optional<uint64_t> parse_size(const std::string& text);
 
@@ -135,6 +140,14 @@ Result<Appliance> load_appliance(const std::string& path);
 
 // Loads a flows file; port names are resolved against the appliance's ports.
 Result<Flows> load_flows(const std::string& path, const Appliance& appliance);
+
+// Decodes a flows file already read into text (a reload hashes exactly the bytes it parses);
+// path names the file in errors.
+Result<Flows> parse_flows(const std::string& path, const std::string& text,
+                          const Appliance& appliance);
+
+// The whole content of a file, or why it cannot be read.
+Result<std::string> read_text(const std::string& path);
 
 // Loads the appliance file and the flows file it names.
 Result<std::shared_ptr<const Config>> load(const std::string& appliance_path);

@@ -7,85 +7,68 @@
 #include <array>
 #include <cerrno>
 #include <cstddef>
+#include <cstring>
 #include <numeric>
 #include <optional>
 
 namespace sluice::flow {
 namespace {
 
-// Cost: ~57 cycles/packet for 100 to 10,000 IPv4 rules, bursts of 32 (sluice-bench-stages,
-// 2.6 GHz EPYC VM; rte_acl picks its AVX-512 method there); ~105 with 100k mixed v4/v6 rules.
+// Cost: 57, 65, 103, 360 cycles/packet at 100, 1k, 10k, 100k rules of tools/bench/rules.py
+// (tools/bench/run classify, 2.6 GHz EPYC VM): 0.89x to 1.02x dpdk-test-acl's cycles on the
+// same rules and trace.
 
 inline constexpr uint16_t kMaxBurst = 64;
 inline constexpr uint32_t kAddChunk = 256;  // rules copied into a context per rte_acl_add_rules
-// Try to keep one context's run-time tries under this; a rule set that needs more is rebuilt
-// with no limit (rte_acl then splits it into more, slower tries).
-inline constexpr size_t kAclMaxSize = size_t{256} << 20;
 
-// The ACL input is simd::FlowKey itself. rte_acl consumes the first field as one byte, then
-// every input group as 4 bytes loaded from the group's first offset, so fields must tile
-// 1 + 4k bytes. FlowKey's useful bytes are proto (0), in_port (1), l4_valid (2), the ports
-// (4..7) and the addresses (8..39): group 1 re-reads bytes 0..3 with proto and family wild
-// to cover in_port and l4_valid. Rule values are host order, keys network order, as
-// rte_acl expects (it walks each field's bytes most significant first).
-enum CommonField : uint8_t {
-  kProto,       // input 0: the single first byte
-  kProtoAgain,  // input 1: bytes 0..3, proto and family wild
-  kInPort,
-  kL4Valid,
-  kFamily,
-  kSrcPort,  // input 2: bytes 4..7
-  kDstPort,
-  kCommonCount
-};
-enum Field4 : uint8_t { k4Src = kCommonCount, k4Dst, k4Count };
-enum Field6 : uint8_t {
-  k6Src0 = kCommonCount,  // four 32-bit words, most significant first
-  k6Dst0 = k6Src0 + 4,
-  k6Count = k6Dst0 + 4
+// The ACL input is simd::FlowKey itself, laid out as dpdk-test-acl's 5-tuple: the first field
+// is one byte (proto), every later input group is 4 bytes loaded from its first field's
+// offset, and the fields of a group tile its 4 bytes. Rule values are host order, keys network
+// order, as rte_acl expects (it walks each field's bytes most significant first).
+//   input 0: proto (byte 0)
+//   inputs 1.., src then dst: one 4-byte word each (one for IPv4, four for IPv6)
+//   next input: src_port, dst_port (bytes 4..7)
+//   last input, only when a rule of the context matches in_port: bytes 0..3, in_port alone set
+// There is no l4_valid field: keys without ports (non-first fragments) are classified in a
+// context of the rules without port fields instead (Lane below), so the common case walks 13
+// bytes for IPv4, as dpdk-test-acl does, not 17.
+struct Layout {
+  std::array<rte_acl_field_def, RTE_ACL_MAX_FIELDS> defs{};
+  uint32_t num_fields = 0;
+  unsigned words = 1;  // 32-bit words per address
+  uint8_t src = 0, dst = 0, sport = 0, dport = 0;
+  int in_port = -1;  // field index, -1 without the in_port group
 };
 
-constexpr rte_acl_field_def field_def(uint8_t type, uint8_t size, uint8_t index, uint8_t input,
-                                      size_t offset) {
-  return rte_acl_field_def{type, size, index, input, static_cast<uint32_t>(offset)};
-}
-
-// Fields common to both families: input groups 0..2.
-template <size_t N>
-constexpr std::array<rte_acl_field_def, N> common_defs() {
+Layout layout_of(uint8_t fam, bool with_in_port) {
   using simd::FlowKey;
-  std::array<rte_acl_field_def, N> d{};
-  constexpr uint8_t kBitmask = RTE_ACL_FIELD_TYPE_BITMASK, kRange = RTE_ACL_FIELD_TYPE_RANGE;
-  d[kProto] = field_def(kBitmask, 1, kProto, 0, offsetof(FlowKey, proto));
-  d[kProtoAgain] = field_def(kBitmask, 1, kProtoAgain, 1, offsetof(FlowKey, proto));
-  d[kInPort] = field_def(kBitmask, 1, kInPort, 1, offsetof(FlowKey, in_port));
-  d[kL4Valid] = field_def(kBitmask, 1, kL4Valid, 1, offsetof(FlowKey, l4_valid));
-  d[kFamily] = field_def(kBitmask, 1, kFamily, 1, offsetof(FlowKey, family));
-  d[kSrcPort] = field_def(kRange, 2, kSrcPort, 2, offsetof(FlowKey, src_port));
-  d[kDstPort] = field_def(kRange, 2, kDstPort, 2, offsetof(FlowKey, dst_port));
-  return d;
-}
-
-constexpr std::array<rte_acl_field_def, k4Count> defs4() {
-  auto d = common_defs<k4Count>();
-  d[k4Src] = field_def(RTE_ACL_FIELD_TYPE_MASK, 4, k4Src, 3, offsetof(simd::FlowKey, src));
-  d[k4Dst] = field_def(RTE_ACL_FIELD_TYPE_MASK, 4, k4Dst, 4, offsetof(simd::FlowKey, dst));
-  return d;
-}
-
-constexpr std::array<rte_acl_field_def, k6Count> defs6() {
-  auto d = common_defs<k6Count>();
-  for (uint8_t w = 0; w < 4; ++w) {
-    d[k6Src0 + w] = field_def(RTE_ACL_FIELD_TYPE_MASK, 4, k6Src0 + w, 3 + w,
-                              offsetof(simd::FlowKey, src) + 4 * w);
-    d[k6Dst0 + w] = field_def(RTE_ACL_FIELD_TYPE_MASK, 4, k6Dst0 + w, 7 + w,
-                              offsetof(simd::FlowKey, dst) + 4 * w);
+  Layout l;
+  l.words = fam == 4 ? 1 : 4;
+  uint8_t field = 0, input = 0;
+  auto add = [&](uint8_t type, uint8_t size, size_t offset) {
+    l.defs[field] = rte_acl_field_def{type, size, field, input, static_cast<uint32_t>(offset)};
+    return field++;
+  };
+  add(RTE_ACL_FIELD_TYPE_BITMASK, 1, offsetof(FlowKey, proto));
+  ++input;
+  l.src = field;
+  for (unsigned w = 0; w < l.words; ++w, ++input)
+    add(RTE_ACL_FIELD_TYPE_MASK, 4, offsetof(FlowKey, src) + 4 * w);
+  l.dst = field;
+  for (unsigned w = 0; w < l.words; ++w, ++input)
+    add(RTE_ACL_FIELD_TYPE_MASK, 4, offsetof(FlowKey, dst) + 4 * w);
+  l.sport = add(RTE_ACL_FIELD_TYPE_RANGE, 2, offsetof(FlowKey, src_port));
+  l.dport = add(RTE_ACL_FIELD_TYPE_RANGE, 2, offsetof(FlowKey, dst_port));
+  ++input;
+  if (with_in_port) {
+    add(RTE_ACL_FIELD_TYPE_BITMASK, 1, offsetof(FlowKey, proto));  // wild: tiles the group
+    l.in_port = add(RTE_ACL_FIELD_TYPE_BITMASK, 1, offsetof(FlowKey, in_port));
+    add(RTE_ACL_FIELD_TYPE_BITMASK, 1, offsetof(FlowKey, l4_valid));  // wild
+    add(RTE_ACL_FIELD_TYPE_BITMASK, 1, offsetof(FlowKey, family));    // wild
   }
-  return d;
+  l.num_fields = field;
+  return l;
 }
-
-constexpr auto kDefs4 = defs4();
-constexpr auto kDefs6 = defs6();
 
 // One rule in rte_acl's layout (RTE_ACL_RULE_DEF) for N fields.
 template <size_t N>
@@ -93,14 +76,20 @@ struct AclRule {
   rte_acl_rule_data data;
   std::array<rte_acl_field, N> field;
 };
-static_assert(sizeof(AclRule<k4Count>) == RTE_ACL_RULE_SZ(k4Count));
-static_assert(sizeof(AclRule<k6Count>) == RTE_ACL_RULE_SZ(k6Count));
+inline constexpr size_t kFields4 = 5, kFields6 = 11, kInPortFields = 4;
+static_assert(sizeof(AclRule<kFields4>) == RTE_ACL_RULE_SZ(kFields4));
+static_assert(sizeof(AclRule<kFields6 + kInPortFields>) ==
+              RTE_ACL_RULE_SZ(kFields6 + kInPortFields));
 
 uint8_t rule_family(const config::Match& m) {
   // Same as config::Match::family(), kept local so this room does not need config.cpp.
   if (m.src) return m.src->family;
   if (m.dst) return m.dst->family;
   return 0;
+}
+
+bool has_ports(const config::Match& m) {
+  return m.src_port || m.dst_port;
 }
 
 // Network-order bytes at p -> host-order 32-bit word.
@@ -118,45 +107,31 @@ void set_prefix_word(rte_acl_field& f, const config::Cidr& c, unsigned w) {
 }
 
 template <size_t N>
-void set_common(AclRule<N>& r, const config::Rule& rule, int32_t priority, uint32_t userdata) {
+void fill_rule(AclRule<N>& r, const Layout& l, const config::Rule& rule, int32_t priority,
+               uint32_t userdata) {
   const config::Match& m = rule.match;
   r = {};
   r.data.category_mask = 1;
   r.data.priority = priority;
   r.data.userdata = userdata;
   if (m.proto) {
-    r.field[kProto].value.u8 = *m.proto;
-    r.field[kProto].mask_range.u8 = 0xff;
+    r.field[0].value.u8 = *m.proto;
+    r.field[0].mask_range.u8 = 0xff;
   }
-  if (m.in_port) {
-    r.field[kInPort].value.u8 = static_cast<uint8_t>(*m.in_port);
-    r.field[kInPort].mask_range.u8 = 0xff;
-  }
-  const bool has_ports = m.src_port || m.dst_port;
-  if (has_ports) {
-    r.field[kL4Valid].value.u8 = 1;
-    r.field[kL4Valid].mask_range.u8 = 0xff;
+  for (unsigned w = 0; w < l.words; ++w) {
+    if (m.src) set_prefix_word(r.field[l.src + w], *m.src, w);
+    if (m.dst) set_prefix_word(r.field[l.dst + w], *m.dst, w);
   }
   const config::PortRange any{};
   const config::PortRange& sp = m.src_port ? *m.src_port : any;
   const config::PortRange& dp = m.dst_port ? *m.dst_port : any;
-  r.field[kSrcPort].value.u16 = sp.lo;
-  r.field[kSrcPort].mask_range.u16 = sp.hi;
-  r.field[kDstPort].value.u16 = dp.lo;
-  r.field[kDstPort].mask_range.u16 = dp.hi;
-}
-
-void fill_rule(AclRule<k4Count>& r, const config::Rule& rule, int32_t prio, uint32_t userdata) {
-  set_common(r, rule, prio, userdata);
-  if (rule.match.src) set_prefix_word(r.field[k4Src], *rule.match.src, 0);
-  if (rule.match.dst) set_prefix_word(r.field[k4Dst], *rule.match.dst, 0);
-}
-
-void fill_rule(AclRule<k6Count>& r, const config::Rule& rule, int32_t prio, uint32_t userdata) {
-  set_common(r, rule, prio, userdata);
-  for (unsigned w = 0; w < 4; ++w) {
-    if (rule.match.src) set_prefix_word(r.field[k6Src0 + w], *rule.match.src, w);
-    if (rule.match.dst) set_prefix_word(r.field[k6Dst0 + w], *rule.match.dst, w);
+  r.field[l.sport].value.u16 = sp.lo;
+  r.field[l.sport].mask_range.u16 = sp.hi;
+  r.field[l.dport].value.u16 = dp.lo;
+  r.field[l.dport].mask_range.u16 = dp.hi;
+  if (l.in_port >= 0 && m.in_port) {
+    r.field[l.in_port].value.u8 = static_cast<uint8_t>(*m.in_port);
+    r.field[l.in_port].mask_range.u8 = 0xff;
   }
 }
 
@@ -178,44 +153,33 @@ std::string errno_text(int err) {
   }
 }
 
-// Creates and builds one context holding the rules of family fam (4 or 6), or nullptr when
-// there are none. rank_prio[i] is rule i's ACL priority.
+// Which rules go into one context, and its name.
+struct CtxSpec {
+  uint8_t fam;         // 4 or 6
+  bool portless_only;  // only rules without port fields (the context for keys without ports)
+  std::string name;
+};
+
 template <size_t N>
-Result<CtxPtr> build_ctx(const std::array<rte_acl_field_def, N>& defs, uint8_t fam,
-                         const config::Flows& flows, const std::vector<uint8_t>& families,
-                         const std::vector<int32_t>& rank_prio, size_t count,
-                         const std::string& ctx_name, int socket_id) {
-  if (count == 0) return CtxPtr{};
-  const std::string what = (fam == 4 ? "IPv4" : "IPv6") + std::string(" ACL '") + ctx_name + "' (" +
-                           std::to_string(count) + " rules)";
-  if (rte_acl_find_existing(ctx_name.c_str()) != nullptr)
-    return Error{"flow table: " + what + ": an ACL context of that name already exists"};
-
-  rte_acl_param param{};
-  param.name = ctx_name.c_str();
-  param.socket_id = socket_id;
-  param.rule_size = sizeof(AclRule<N>);
-  param.max_rule_num = static_cast<uint32_t>(count);
-  CtxPtr ctx(rte_acl_create(&param));
-  if (!ctx)
-    return Error{"flow table: creating " + what + " failed: " + errno_text(rte_errno) +
-                 " (rule storage needs " + std::to_string(count * sizeof(AclRule<N>)) +
-                 " bytes of DPDK memory)"};
-
+Result<CtxPtr> fill_and_build(rte_acl_ctx* ctx, const Layout& l, const CtxSpec& spec,
+                              const config::Flows& flows, const std::vector<uint8_t>& families,
+                              const std::vector<int32_t>& rank_prio, const std::string& what) {
+  CtxPtr owned(ctx);
   // Copy rules in chunks so build memory stays one context plus a small buffer.
-  std::vector<AclRule<N>> chunk(std::min<size_t>(count, kAddChunk));
+  std::vector<AclRule<N>> chunk(kAddChunk);
   size_t used = 0;
   auto flush = [&]() -> int {
-    const int rc =
-        used ? rte_acl_add_rules(ctx.get(), reinterpret_cast<const rte_acl_rule*>(chunk.data()),
-                                 static_cast<uint32_t>(used))
-             : 0;
+    const int rc = used
+                       ? rte_acl_add_rules(ctx, reinterpret_cast<const rte_acl_rule*>(chunk.data()),
+                                           static_cast<uint32_t>(used))
+                       : 0;
     used = 0;
     return rc;
   };
   for (size_t i = 0; i < flows.rules.size(); ++i) {
-    if (families[i] != fam && families[i] != 0) continue;
-    fill_rule(chunk[used++], flows.rules[i], rank_prio[i], static_cast<uint32_t>(i + 1));
+    if (families[i] != spec.fam && families[i] != 0) continue;
+    if (spec.portless_only && has_ports(flows.rules[i].match)) continue;
+    fill_rule(chunk[used++], l, flows.rules[i], rank_prio[i], static_cast<uint32_t>(i + 1));
     if (used == chunk.size()) {
       if (int rc = flush(); rc != 0)
         return Error{"flow table: adding rules to " + what + " failed: " + errno_text(-rc)};
@@ -226,19 +190,60 @@ Result<CtxPtr> build_ctx(const std::array<rte_acl_field_def, N>& defs, uint8_t f
 
   rte_acl_config cfg{};
   cfg.num_categories = 1;
-  cfg.num_fields = N;
-  std::copy(defs.begin(), defs.end(), cfg.defs);
-  cfg.max_size = kAclMaxSize;
-  int rc = rte_acl_build(ctx.get(), &cfg);
-  if (rc == -ERANGE) {
-    cfg.max_size = 0;
-    rc = rte_acl_build(ctx.get(), &cfg);
-  }
-  if (rc != 0)
+  cfg.num_fields = l.num_fields;
+  std::copy(l.defs.begin(), l.defs.begin() + l.num_fields, cfg.defs);
+  // No size limit: rte_acl then builds in one pass with its default trie split (what
+  // dpdk-test-acl does). A limit makes it start from its largest tries and rebuild, halving,
+  // until they fit: 100k rules took minutes and ~10 GB that way.
+  cfg.max_size = 0;
+  if (int rc = rte_acl_build(ctx, &cfg); rc != 0)
     return Error{
         "flow table: building " + what + " failed: " + errno_text(-rc) +
         (rc == -ENOMEM ? "; simplify or split the rule set, or give the EAL more memory" : "")};
-  return ctx;
+  return owned;
+}
+
+// Creates and builds one context, or nullptr when no rule goes into it.
+Result<CtxPtr> build_ctx(const CtxSpec& spec, const config::Flows& flows,
+                         const std::vector<uint8_t>& families,
+                         const std::vector<int32_t>& rank_prio, int socket_id) {
+  size_t count = 0;
+  bool in_port = false;
+  for (size_t i = 0; i < flows.rules.size(); ++i) {
+    if (families[i] != spec.fam && families[i] != 0) continue;
+    if (spec.portless_only && has_ports(flows.rules[i].match)) continue;
+    ++count;
+    in_port |= flows.rules[i].match.in_port.has_value();
+  }
+  if (count == 0) return CtxPtr{};
+  const std::string what = (spec.fam == 4 ? "IPv4" : "IPv6") + std::string(" ACL '") + spec.name +
+                           "' (" + std::to_string(count) + " rules)";
+  if (rte_acl_find_existing(spec.name.c_str()) != nullptr)
+    return Error{"flow table: " + what + ": an ACL context of that name already exists"};
+
+  const Layout l = layout_of(spec.fam, in_port);
+  rte_acl_param param{};
+  param.name = spec.name.c_str();
+  param.socket_id = socket_id;
+  param.rule_size = static_cast<uint32_t>(RTE_ACL_RULE_SZ(l.num_fields));
+  param.max_rule_num = static_cast<uint32_t>(count);
+  rte_acl_ctx* ctx = rte_acl_create(&param);
+  if (ctx == nullptr)
+    return Error{"flow table: creating " + what + " failed: " + errno_text(rte_errno) +
+                 " (rule storage needs " + std::to_string(count * param.rule_size) +
+                 " bytes of DPDK memory)"};
+  switch (l.num_fields) {
+    case kFields4:
+      return fill_and_build<kFields4>(ctx, l, spec, flows, families, rank_prio, what);
+    case kFields4 + kInPortFields:
+      return fill_and_build<kFields4 + kInPortFields>(ctx, l, spec, flows, families, rank_prio,
+                                                      what);
+    case kFields6:
+      return fill_and_build<kFields6>(ctx, l, spec, flows, families, rank_prio, what);
+    default:
+      return fill_and_build<kFields6 + kInPortFields>(ctx, l, spec, flows, families, rank_prio,
+                                                      what);
+  }
 }
 
 RuleAction to_action(config::Action a, const std::optional<uint16_t>& to,
@@ -250,9 +255,7 @@ RuleAction to_action(config::Action a, const std::optional<uint16_t>& to,
 
 Result<std::unique_ptr<FlowTable>> FlowTable::build(const config::Flows& flows,
                                                     const std::string& name, int socket_id) {
-  const std::string name4 = name + "-v4";
-  const std::string name6 = name + "-v6";
-  if (name.empty() || name6.size() >= RTE_ACL_NAMESIZE)
+  if (name.empty() || name.size() + 3 >= RTE_ACL_NAMESIZE)
     return Error{"flow table: name '" + name + "' must be 1.." +
                  std::to_string(RTE_ACL_NAMESIZE - 4) + " characters"};
   const size_t n = flows.rules.size();
@@ -296,12 +299,24 @@ Result<std::unique_ptr<FlowTable>> FlowTable::build(const config::Flows& flows,
   order = {};
 
   std::unique_ptr<FlowTable> t(new FlowTable());
-  auto c4 = build_ctx(kDefs4, 4, flows, families, rank_prio, count4, name4, socket_id);
-  if (!c4) return Error{c4.error()};
-  auto c6 = build_ctx(kDefs6, 6, flows, families, rank_prio, count6, name6, socket_id);
-  if (!c6) return Error{c6.error()};
-  t->ctx4_ = c4->release();
-  t->ctx6_ = c6->release();
+  for (uint8_t fam : {uint8_t{4}, uint8_t{6}}) {
+    const unsigned lane = fam == 4 ? kLaneV4 : kLaneV6;
+    bool ported = false;  // does a rule of this family match ports?
+    for (size_t i = 0; i < n; ++i)
+      ported |= (families[i] == fam || families[i] == 0) && has_ports(flows.rules[i].match);
+    const std::string tag = fam == 4 ? "4" : "6";
+    auto main = build_ctx({fam, false, name + "-v" + tag}, flows, families, rank_prio, socket_id);
+    if (!main) return Error{main.error()};
+    t->owned_[lane] = t->lane_[lane] = main->release();
+    if (!ported) {
+      t->lane_[lane + 1] = t->lane_[lane];  // keys without ports see the same rules
+      continue;
+    }
+    auto portless =
+        build_ctx({fam, true, name + "-n" + tag}, flows, families, rank_prio, socket_id);
+    if (!portless) return Error{portless.error()};
+    t->owned_[lane + 1] = t->lane_[lane + 1] = portless->release();
+  }
   t->rules_v4_ = count4;
   t->rules_v6_ = count6;
 
@@ -317,18 +332,17 @@ Result<std::unique_ptr<FlowTable>> FlowTable::build(const config::Flows& flows,
 }
 
 FlowTable::~FlowTable() {
-  rte_acl_free(ctx4_);
-  rte_acl_free(ctx6_);
+  for (rte_acl_ctx* c : owned_) rte_acl_free(c);
 }
 
 namespace {
 
-// Runs one family's gathered keys through its context and scatters the results.
-inline void classify_family(const rte_acl_ctx* ctx, const uint8_t** data, const uint16_t* slot,
-                            uint16_t count, uint32_t* out) noexcept {
+// Runs one lane's gathered keys through its context and scatters the results.
+inline void classify_lane(const rte_acl_ctx* ctx, const uint8_t** data, const uint16_t* slot,
+                          uint16_t count, uint32_t* out) noexcept {
   if (count == 0) return;
   std::array<uint32_t, kMaxBurst> res;
-  if (rte_acl_classify(ctx, data, res.data(), count, 1) != 0) [[unlikely]] {
+  if (ctx == nullptr || rte_acl_classify(ctx, data, res.data(), count, 1) != 0) [[unlikely]] {
     for (uint16_t j = 0; j < count; ++j) out[slot[j]] = kNoRule;
     return;
   }
@@ -337,36 +351,67 @@ inline void classify_family(const rte_acl_ctx* ctx, const uint8_t** data, const 
 
 }  // namespace
 
+namespace {
+
+// The two bytes that pick a key's lane: l4_valid (offset 2) and family (offset 3).
+inline uint16_t lane_bytes(const simd::FlowKey* k) noexcept {
+  static_assert(offsetof(simd::FlowKey, l4_valid) == 2 && offsetof(simd::FlowKey, family) == 3);
+  uint16_t v;
+  std::memcpy(&v, &k->l4_valid, sizeof v);
+  return v;
+}
+
+}  // namespace
+
 void FlowTable::classify(const simd::FlowKey* const* keys, uint16_t n,
                          uint32_t* out) const noexcept {
-  std::array<const uint8_t*, kMaxBurst> data4, data6;
-  std::array<uint16_t, kMaxBurst> slot4, slot6;
   // n is at most a burst; larger calls are taken a burst at a time rather than overrun.
   for (unsigned base = 0; base < n; base += kMaxBurst) {
-    const unsigned end = std::min<unsigned>(n, base + kMaxBurst);
-    uint16_t n4 = 0, n6 = 0;
-    for (unsigned i = base; i < end; ++i) {
-      const simd::FlowKey* k = keys[i];
-      if (k->family == simd::Family::kIpv4) {
-        if (ctx4_) {
-          data4[n4] = reinterpret_cast<const uint8_t*>(k);
-          slot4[n4++] = static_cast<uint16_t>(i);
-        } else {
-          out[i] = kNoRule;
-        }
-      } else if (k->family == simd::Family::kIpv6) {
-        if (ctx6_) {
-          data6[n6] = reinterpret_cast<const uint8_t*>(k);
-          slot6[n6++] = static_cast<uint16_t>(i);
-        } else {
-          out[i] = kNoRule;
-        }
-      } else {
-        out[i] = kNonIp;
+    const auto count = static_cast<uint16_t>(std::min<unsigned>(n - base, kMaxBurst));
+    const simd::FlowKey* const* k = keys + base;
+    uint32_t* res = out + base;
+
+    // Usually every key of a burst takes the same lane (IPv4 with ports): classify the
+    // caller's pointers straight into out, as dpdk-test-acl does, and map rte_acl's answer
+    // (userdata = rule + 1, 0 for none) in place: 0 - 1 wraps to kNoRule.
+    const uint16_t first = lane_bytes(k[0]);
+    bool uniform = true;
+    for (unsigned i = 1; i < count; ++i) uniform &= lane_bytes(k[i]) == first;
+    const simd::Family fam = k[0]->family;
+    if (uniform && (fam == simd::Family::kIpv4 || fam == simd::Family::kIpv6)) [[likely]] {
+      const rte_acl_ctx* ctx =
+          lane_[(fam == simd::Family::kIpv6 ? kLaneV6 : kLaneV4) + (k[0]->l4_valid == 0)];
+      // rte_acl_classify does not write the pointer array; its prototype is not const-correct.
+      auto** data = const_cast<const uint8_t**>(reinterpret_cast<const uint8_t* const*>(k));
+      if (ctx == nullptr || rte_acl_classify(ctx, data, res, count, 1) != 0) [[unlikely]] {
+        std::fill(res, res + count, kNoRule);
+        continue;
       }
+      static_assert(kNoRule == uint32_t{0} - 1);
+      for (unsigned i = 0; i < count; ++i) res[i] -= 1;
+      continue;
     }
-    classify_family(ctx4_, data4.data(), slot4.data(), n4, out);
-    classify_family(ctx6_, data6.data(), slot6.data(), n6, out);
+
+    // Mixed burst: gather each lane's keys, classify per lane, scatter the answers.
+    std::array<std::array<const uint8_t*, kMaxBurst>, kLanes> data;
+    std::array<std::array<uint16_t, kMaxBurst>, kLanes> slot;
+    std::array<uint16_t, kLanes> nb{};
+    for (unsigned i = 0; i < count; ++i) {
+      unsigned lane;
+      if (k[i]->family == simd::Family::kIpv4) {
+        lane = kLaneV4;
+      } else if (k[i]->family == simd::Family::kIpv6) {
+        lane = kLaneV6;
+      } else {
+        res[i] = kNonIp;
+        continue;
+      }
+      lane += k[i]->l4_valid == 0;  // no ports: the lane of the rules without port fields
+      data[lane][nb[lane]] = reinterpret_cast<const uint8_t*>(k[i]);
+      slot[lane][nb[lane]++] = static_cast<uint16_t>(i);
+    }
+    for (unsigned lane = 0; lane < kLanes; ++lane)
+      classify_lane(lane_[lane], data[lane].data(), slot[lane].data(), nb[lane], res);
   }
 }
 

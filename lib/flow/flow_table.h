@@ -5,6 +5,7 @@
 // Priority semantics (CONTRACT): higher priority wins; on equal priority the rule earlier in
 // the file wins. rte_acl leaves ties undefined, so rules get unique ACL priorities by rank.
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -53,8 +54,13 @@ class FlowTable {
 
  private:
   FlowTable() = default;
-  rte_acl_ctx* ctx4_ = nullptr;
-  rte_acl_ctx* ctx6_ = nullptr;
+  // A key is classified in one of four lanes: its family, with ports or without (a non-first
+  // fragment, or a protocol without ports: such keys match only rules without port fields).
+  // Without any port rule in a family both lanes share its context; a null lane matches
+  // nothing.
+  static constexpr unsigned kLaneV4 = 0, kLaneV6 = 2, kLanes = 4;
+  std::array<rte_acl_ctx*, kLanes> lane_{};
+  std::array<rte_acl_ctx*, kLanes> owned_{};  // what the destructor frees
   std::vector<RuleAction> actions_;
   std::vector<std::string> names_;
   RuleAction fallback_{};

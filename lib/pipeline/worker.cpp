@@ -5,6 +5,7 @@
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_prefetch.h>
+#include <rte_rcu_qsbr.h>
 
 #include <fmt/format.h>
 
@@ -51,8 +52,7 @@ simd::PacketView view_of(Worker& w, unsigned slot, rte_mbuf* m) noexcept {
 
 }  // namespace
 
-Result<void> worker_prepare(Worker& w, const std::vector<uint16_t>& port_ids, size_t rules,
-                            int socket) {
+Result<void> worker_prepare(Worker& w, const std::vector<uint16_t>& port_ids, int socket) {
   if (port_ids.size() > kMaxPorts) {
     return Error{fmt::format("at most {} ports are supported", kMaxPorts)};
   }
@@ -70,7 +70,6 @@ Result<void> worker_prepare(Worker& w, const std::vector<uint16_t>& port_ids, si
         buf, tx_unsent, &w.counters.drops[static_cast<size_t>(stats::Drop::kTxFull)]);
     w.tx[p] = buf;
   }
-  w.rule_counters = std::make_unique<stats::RuleCounters[]>(std::max<size_t>(rules, 1));
   w.drain_cycles = (rte_get_tsc_hz() + 1'000'000 - 1) / 1'000'000 * kDrainUs;
   w.ns_per_cycle = 1e9 / static_cast<double>(rte_get_tsc_hz());
   return {};
@@ -130,8 +129,10 @@ void process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t n,
     valid_slot[nb_valid++] = static_cast<uint8_t>(i);
   }
 
-  // 2. Classify the valid packets in one call per family.
-  const flow::FlowTable* table = w.table->load(std::memory_order_acquire);
+  // 2. Classify the valid packets in one call per family, on one generation for the burst.
+  const flow::Generation* gen = w.rules->load(std::memory_order_acquire);
+  const flow::FlowTable* table = gen->table.get();
+  stats::PacketBytes* const hits = gen->hits[w.index];
   table->classify(valid_keys.data(), nb_valid, results.data());
 
   // 3. Act.
@@ -143,7 +144,7 @@ void process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t n,
     stats::Drop reason;
     if (r < flow::kNonIp) [[likely]] {
       a = &table->action(r);
-      w.rule_counters[r].hits.add(len);
+      hits[r].add(len);
       reason = stats::Drop::kRule;
     } else if (r == flow::kNoRule) {
       a = &table->fallback();
@@ -176,12 +177,15 @@ int worker_main(void* arg) {
   auto& w = *static_cast<Worker*>(arg);
   std::array<rte_mbuf*, kMaxBurst> pkts;
   uint64_t last_drain = rte_rdtsc();
+  if (w.qsbr) rte_rcu_qsbr_thread_online(w.qsbr, w.index);
 
   while (!w.stop->load(std::memory_order_relaxed)) {
     const uint64_t now = rte_rdtsc();
     if (now - last_drain > w.drain_cycles) [[unlikely]] {
-      // Housekeeping: drain TX buffers, heartbeat. (RCU quiescent state goes here.)
+      // Housekeeping: drain TX buffers, report the quiescent state (no generation is held
+      // between bursts), heartbeat.
       worker_flush(w);
+      if (w.qsbr) rte_rcu_qsbr_quiescent(w.qsbr, w.index);
       w.counters.loops.add(1);
       last_drain = now;
     }
@@ -193,6 +197,9 @@ int worker_main(void* arg) {
     }
   }
   worker_flush(w);
+  // A stopped worker never delays a grace period.
+  if (w.qsbr) rte_rcu_qsbr_thread_offline(w.qsbr, w.index);
+  w.exited.store(true, std::memory_order_release);
   return 0;
 }
 

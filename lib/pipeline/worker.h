@@ -2,6 +2,11 @@
 // The run-to-completion worker: receive a burst, validate, classify, act, send; every
 // drain period, housekeeping. One Worker per worker lcore, written only by that lcore
 // (the main lcore reads its counters).
+//
+// The rules are an RCU reader's: each burst loads the published generation once and uses
+// only it (its table, its per-rule counter row for this worker); housekeeping, between
+// bursts, reports the quiescent state (thread id = index) that lets the control plane free a
+// replaced generation. The worker never waits for the control plane.
 
 #include <array>
 #include <atomic>
@@ -9,12 +14,13 @@
 #include <memory>
 #include <vector>
 
-#include "lib/flow/flow_table.h"
+#include "lib/flow/rule_store.h"
 #include "lib/stats/counters.h"
 #include "lib/sys/result.h"
 #include "simd/validate.h"
 
 struct rte_mbuf;
+struct rte_rcu_qsbr;
 struct rte_eth_dev_tx_buffer;
 
 namespace sluice::pipeline {
@@ -35,14 +41,15 @@ struct RxQueue {
 struct alignas(64) Worker {
   // Set up by the main lcore before launch; read-only afterwards.
   unsigned lcore = 0;
-  unsigned index = 0;
+  unsigned index = 0;  // also the RCU thread id and the row in each generation's counters
   uint16_t tx_queue = 0;
   uint16_t burst = 32;
   std::vector<RxQueue> rx;
   uint16_t nb_ports = 0;
   std::array<uint16_t, kMaxPorts> port_ids{};  // config index -> ethdev id
   std::array<rte_eth_dev_tx_buffer*, kMaxPorts> tx{};
-  const std::atomic<const flow::FlowTable*>* table = nullptr;
+  const std::atomic<const flow::Generation*>* rules = nullptr;
+  rte_rcu_qsbr* qsbr = nullptr;  // null: no reader registration (unit tests)
   const std::atomic<bool>* stop = nullptr;
   simd::ValidateBurstFn validate = nullptr;
   uint64_t drain_cycles = 0;
@@ -50,16 +57,18 @@ struct alignas(64) Worker {
 
   // Written by the worker, read by the main lcore.
   stats::WorkerCounters counters;
-  std::unique_ptr<stats::RuleCounters[]> rule_counters;
+  // Stored (release) as worker_main's last act. After rte_eal_wait_lcore the main lcore loads
+  // it (acquire) before freeing what the worker used: EAL's own handshake is in uninstrumented
+  // DPDK code, so this is the edge ThreadSanitizer sees.
+  std::atomic<bool> exited{false};
 
   // Headers of multi-segment frames are linearised here (per packet slot in the burst).
   alignas(64) std::array<std::array<uint8_t, simd::kMaxHeaderBytes>, kMaxBurst> scratch{};
 };
 
-// Allocates the worker's TX buffers on socket (one per port, burst-sized) and its rule
-// counters. port_ids maps config index to ethdev id.
-Result<void> worker_prepare(Worker& w, const std::vector<uint16_t>& port_ids, size_t rules,
-                            int socket);
+// Allocates the worker's TX buffers on socket (one per port, burst-sized). port_ids maps
+// config index to ethdev id.
+Result<void> worker_prepare(Worker& w, const std::vector<uint16_t>& port_ids, int socket);
 // Frees the TX buffers (call after worker_flush, once the lcore has returned).
 void worker_release(Worker& w);
 

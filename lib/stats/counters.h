@@ -102,7 +102,8 @@ class LatencyHistogram {
   Max max_;
 };
 
-// One worker's counters. Rule counters live beside it in an array sized at startup.
+// One worker's counters. Per-rule counters belong to the rule generation they count for
+// (lib/flow/rule_store.h): a reload replaces them with the rules.
 struct alignas(64) WorkerCounters {
   std::array<Counter, kDropCount> drops{};
   PacketBytes fallback;  // packets that matched no rule ("default")
@@ -110,10 +111,6 @@ struct alignas(64) WorkerCounters {
   Counter rx_packets;
   Counter loops;  // heartbeat: the main lcore sees a stuck worker
   LatencyHistogram latency;
-};
-
-struct alignas(64) RuleCounters {
-  PacketBytes hits;
 };
 
 }  // namespace sluice::stats

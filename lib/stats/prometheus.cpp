@@ -83,6 +83,9 @@ std::string to_prometheus(const Snapshot& s) {
   o += fmt::format("sluice_mempool_mbufs{{state=\"available\"}} {}\n", s.mempool.available);
   family(o, "sluice_reload_generation", "gauge", "Generation of the running flow rules.");
   o += fmt::format("sluice_reload_generation {}\n", s.reload.generation);
+  family(o, "sluice_reloads_total", "counter", "Reloads of the flows file, by result.");
+  o += fmt::format("sluice_reloads_total{{result=\"ok\"}} {}\n", s.reload.ok);
+  o += fmt::format("sluice_reloads_total{{result=\"failed\"}} {}\n", s.reload.failed);
   family(o, "sluice_latency_nanoseconds", "gauge", "Processing latency percentiles.");
   o += fmt::format("sluice_latency_nanoseconds{{quantile=\"0.5\"}} {}\n", s.latency_ns.p50);
   o += fmt::format("sluice_latency_nanoseconds{{quantile=\"0.99\"}} {}\n", s.latency_ns.p99);

@@ -72,9 +72,7 @@ uint64_t percentile(const std::vector<const WorkerCounters*>& workers, double q)
   return 0;
 }
 
-void sum_workers(Snapshot& snap, const std::vector<const WorkerCounters*>& workers,
-                 const std::vector<const RuleCounters*>& rule_counters,
-                 const std::vector<std::string>& rule_names) {
+void sum_workers(Snapshot& snap, const std::vector<const WorkerCounters*>& workers) {
   snap.drops.fill(0);
   snap.fallback = {};
   snap.non_ip = {};
@@ -86,16 +84,6 @@ void sum_workers(Snapshot& snap, const std::vector<const WorkerCounters*>& worke
     snap.non_ip.packets += w->non_ip.packets.get();
     snap.non_ip.bytes += w->non_ip.bytes.get();
     snap.latency_ns.max = std::max(snap.latency_ns.max, w->latency.max());
-  }
-  snap.rules.clear();
-  snap.rules.reserve(rule_names.size());
-  for (size_t r = 0; r < rule_names.size(); ++r) {
-    Totals t;
-    for (auto* rc : rule_counters) {
-      t.packets += rc[r].hits.packets.get();
-      t.bytes += rc[r].hits.bytes.get();
-    }
-    snap.rules.emplace_back(rule_names[r], t);
   }
   snap.latency_ns.p50 = percentile(workers, 0.50);
   snap.latency_ns.p99 = percentile(workers, 0.99);

@@ -28,7 +28,8 @@ struct Snapshot {
   std::string simd;
   std::vector<PortSnapshot> ports;
   std::array<uint64_t, kDropCount> drops{};
-  std::vector<std::pair<std::string, Totals>> rules;  // file order
+  // The current rules in file order, then those the last reload removed (final counts).
+  std::vector<std::pair<std::string, Totals>> rules;
   Totals fallback;
   Totals non_ip;
   struct {
@@ -46,11 +47,9 @@ struct Snapshot {
   } latency_ns;
 };
 
-// Sums workers' counters into the snapshot's drops, default, non_ip, rules and latency.
-// rule_counters[w] points at worker w's array of rule_names.size() entries.
-void sum_workers(Snapshot& snap, const std::vector<const WorkerCounters*>& workers,
-                 const std::vector<const RuleCounters*>& rule_counters,
-                 const std::vector<std::string>& rule_names);
+// Sums workers' counters into the snapshot's drops, default, non_ip and latency. (Rules are
+// summed by their generation's owner, flow::RuleStore::rule_totals.)
+void sum_workers(Snapshot& snap, const std::vector<const WorkerCounters*>& workers);
 
 // Percentile (0..1) of a histogram summed over workers, as a bucket's upper bound in ns.
 uint64_t percentile(const std::vector<const WorkerCounters*>& workers, double q);

@@ -2,6 +2,7 @@
 
 #include <rte_telemetry.h>
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -28,8 +29,7 @@ int cmd_stats(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_add_dict_u64(d, "reload/generation", s.reload.generation);
   rte_tel_data_add_dict_u64(d, "reload/ok", s.reload.ok);
   rte_tel_data_add_dict_u64(d, "reload/failed", s.reload.failed);
-  rte_tel_data_add_dict_string(d, "reload/last_error",
-                               s.reload.last_error.substr(0, RTE_TEL_MAX_STRING_LEN - 1).c_str());
+  rte_tel_data_add_dict_string(d, "reload/last_error", telemetry_text(s.reload.last_error).c_str());
   rte_tel_data_add_dict_u64(d, "mempool/total", s.mempool.total);
   rte_tel_data_add_dict_u64(d, "mempool/available", s.mempool.available);
   rte_tel_data_add_dict_u64(d, "latency_ns/p50", s.latency_ns.p50);
@@ -79,7 +79,11 @@ int cmd_rules(const char*, const char*, rte_tel_data* d) {
   size_t n = 0;
   for (const auto& [name, t] : g_snap.rules) {
     if (++n > RTE_TEL_MAX_DICT_ENTRIES) break;
-    rte_tel_data_add_dict_u64(d, name.c_str(), t.packets);
+    // DPDK 22.11 refuses dict keys other than letters, digits, '_' and '/'.
+    std::string key = name;
+    std::replace(key.begin(), key.end(), '-', '_');
+    std::replace(key.begin(), key.end(), '.', '/');
+    rte_tel_data_add_dict_u64(d, key.c_str(), t.packets);
   }
   return 0;
 }
@@ -94,6 +98,20 @@ void telemetry_register() {
   rte_telemetry_register_cmd("/sluice/port", cmd_port, "One port's counters. Parameter: name");
   rte_telemetry_register_cmd("/sluice/rules", cmd_rules,
                              "Packets per rule (first 256). No parameters");
+}
+
+std::string telemetry_text(std::string_view s) {
+  std::string out(s.substr(0, RTE_TEL_MAX_STRING_LEN - 1));
+  for (char& c : out) {
+    if (c == '"') {
+      c = '\'';
+    } else if (c == '\\') {
+      c = '/';
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      c = ' ';
+    }
+  }
+  return out;
 }
 
 void telemetry_publish(const Snapshot& s) {

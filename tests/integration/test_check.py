@@ -63,6 +63,20 @@ def main():
 
         rc, out, err = run(s, None, ["--check", "-c", os.path.join(d, "absent.yaml")])
         check("--check missing file: exit 1", rc == 1 and "absent.yaml" in err, f"rc={rc}\n{err}")
+
+        # --diff OLD: a dry run of a reload, against the config's flows file.
+        write(d, "old.yaml", "version: 1\nrules:\n  - name: a\n    match: { proto: udp, dst: 10.0.0.0/8 }\n    action: drop\n"
+                             "  - name: gone\n    action: drop\n")
+        rc, out, err = run(s, None, ["--check", "-c", good, "--diff", os.path.join(d, "old.yaml")])
+        check("--check --diff: exit 0", rc == 0, f"rc={rc}\n{err}")
+        check("--check --diff: counts and one line per change",
+              "2 added, 1 removed, 1 changed" in out and "\n+ b\n+ c\n- gone\n~ a: proto udp -> tcp\n" in out, out)
+        write(d, "badold.yaml", "version: 1\nrules:\n  - name: a\n    action: forward\n    to: nowhere\n")
+        rc, out, err = run(s, None, ["--check", "-c", good, "--diff", os.path.join(d, "badold.yaml")])
+        check("--check --diff with a bad OLD: exit 1 naming badold.yaml:5", rc == 1 and re.search(r"badold\.yaml:5:\d+:", err),
+              f"rc={rc}\n{err}")
+        rc, out, err = run(s, None, ["-c", good, "--diff", os.path.join(d, "old.yaml")])
+        check("--diff without --check: usage error, exit 1", rc == 1 and "--check" in err, f"rc={rc}\n{err}")
     report()
 
 

@@ -31,6 +31,7 @@
 #include "lib/config/config.h"
 #include "lib/flow/flow_table.h"
 #include "simd/validate.h"
+#include "tools/bench/bench_eal.h"
 #include "tools/bench/validate_anchor.h"
 
 namespace {
@@ -388,24 +389,7 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
 
-  std::string prefix = "--file-prefix=sluice-bench-" + std::to_string(getpid());
-  std::vector<std::string> args = {"sluice-bench-stages",
-                                   "--no-huge",
-                                   "-m",
-                                   "512",
-                                   "--no-pci",
-                                   "--no-shconf",
-                                   "--no-telemetry",
-                                   "--log-level=lib.eal:error",
-                                   prefix,
-                                   "-l",
-                                   "0"};
-  std::vector<char*> eal_argv;
-  for (auto& a : args) eal_argv.push_back(a.data());
-  if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
-    std::fprintf(stderr, "sluice-bench-stages: rte_eal_init failed: %s\n", rte_strerror(rte_errno));
-    return 1;
-  }
+  if (!sluice::bench::eal_init("sluice-bench-stages", 512)) return 1;
   std::fprintf(stderr, "sluice-bench-stages: TSC %.3f GHz\n",
                static_cast<double>(rte_get_tsc_hz()) / 1e9);
 
@@ -413,10 +397,6 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   tables().clear();
-  // --no-shconf still makes a runtime folder per file prefix (empty with --no-telemetry); the
-  // pid in the prefix would leave one behind per run.
-  const std::string runtime_dir = rte_eal_get_runtime_dir();
-  rte_eal_cleanup();
-  rmdir(runtime_dir.c_str());
+  sluice::bench::eal_cleanup();
   return 0;
 }

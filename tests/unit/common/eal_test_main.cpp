@@ -12,13 +12,18 @@
 
 #include <gtest/gtest.h>
 
+// DPDK memory for the test's EAL, MiB (a test that needs more defines it in its meson.build).
+#ifndef SLUICE_TEST_EAL_MB
+#define SLUICE_TEST_EAL_MB "512"
+#endif
+
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   std::string prefix = "--file-prefix=sluice-test-" + std::to_string(getpid());
   std::vector<std::string> args = {"sluice-test",
                                    "--no-huge",
                                    "-m",
-                                   "512",
+                                   SLUICE_TEST_EAL_MB,
                                    "--no-pci",
                                    "--no-shconf",
                                    "--no-telemetry",

@@ -13,7 +13,7 @@
 
 #include <gtest/gtest.h>
 
-#include "lib/flow/flow_table.h"
+#include "lib/flow/rule_store.h"
 #include "lib/pipeline/worker.h"
 
 namespace sluice::pipeline {
@@ -80,7 +80,7 @@ class WorkerTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (table_) worker_release(w_);
+    if (store_) worker_release(w_);
     for (auto* r : tx_) drain(r);
     EXPECT_EQ(rte_mempool_avail_count(pool_), kPoolSize) << "an mbuf leaked";
     for (uint16_t id : port_ids_) {
@@ -112,16 +112,15 @@ class WorkerTest : public ::testing::Test {
     telnet.match.dst_port = config::PortRange{23, 23};
     telnet.action = config::Action::kDrop;
     flows.rules = {dns, telnet};
-    static int gen = 0;
-    auto t = flow::FlowTable::build(flows, "wt-table" + std::to_string(++gen), SOCKET_ID_ANY);
-    ASSERT_TRUE(t.ok()) << t.error();
-    table_ = std::move(*t);
-    table_ptr_.store(table_.get());
+    auto s = flow::RuleStore::create(std::make_shared<const config::Flows>(std::move(flows)),
+                                     {SOCKET_ID_ANY}, SOCKET_ID_ANY, "wt");
+    ASSERT_TRUE(s.ok()) << s.error();
+    store_ = std::move(*s);
     w_.burst = burst;
-    w_.table = &table_ptr_;
+    w_.rules = store_->published();
     w_.stop = &stop_;
     w_.validate = simd::kernel_fn(simd::Kernel::kScalar);
-    auto r = worker_prepare(w_, port_ids_, table_->rule_count(), SOCKET_ID_ANY);
+    auto r = worker_prepare(w_, port_ids_, SOCKET_ID_ANY);
     ASSERT_TRUE(r.ok()) << r.error();
   }
 
@@ -175,14 +174,14 @@ class WorkerTest : public ::testing::Test {
   }
 
   uint64_t drops(stats::Drop d) const { return w_.counters.drops[static_cast<size_t>(d)].get(); }
+  const stats::PacketBytes& hits(size_t rule) const { return store_->current().hits[0][rule]; }
 
   unsigned tx_ring_size_ = 1024;
   rte_mempool* pool_ = nullptr;
   rte_ring* rx_[2]{};
   rte_ring* tx_[2]{};
   std::vector<uint16_t> port_ids_;
-  std::unique_ptr<flow::FlowTable> table_;
-  std::atomic<const flow::FlowTable*> table_ptr_{nullptr};
+  std::unique_ptr<flow::RuleStore> store_;
   std::atomic<bool> stop_{false};
   Worker w_;
 };
@@ -198,8 +197,8 @@ TEST_F(WorkerTest, ForwardsByDefaultAndDropsByRule) {
   EXPECT_EQ(out1[0], fwd);
   EXPECT_TRUE(sent(0).empty());
   EXPECT_EQ(drops(stats::Drop::kRule), 1u);
-  EXPECT_EQ(w_.rule_counters[1].hits.packets.get(), 1u);
-  EXPECT_EQ(w_.rule_counters[1].hits.bytes.get(), telnet.size());
+  EXPECT_EQ(hits(1).packets.get(), 1u);
+  EXPECT_EQ(hits(1).bytes.get(), telnet.size());
   EXPECT_EQ(w_.counters.fallback.packets.get(), 1u);
 }
 
@@ -216,7 +215,7 @@ TEST_F(WorkerTest, HeadersSplitAcrossSegmentsAreValidatedAndForwardedIntact) {
   ASSERT_EQ(out0.size(), 3u);
   for (const auto& f : out1) EXPECT_EQ(f, dns);
   for (const auto& f : out0) EXPECT_EQ(f, dns);
-  EXPECT_EQ(w_.rule_counters[0].hits.packets.get(), 3u);
+  EXPECT_EQ(hits(0).packets.get(), 3u);
   for (size_t d = 0; d < stats::kDropCount; ++d) EXPECT_EQ(w_.counters.drops[d].get(), 0u);
 }
 

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "lib/stats/prometheus.h"
 #include "lib/stats/snapshot.h"
 
 namespace sluice::stats {
@@ -36,22 +37,13 @@ TEST(Snapshot, SumsWorkersAndPercentiles) {
   b->non_ip.add(60);
   a->latency.record(100, 98);
   b->latency.record(5000, 2);
-  auto ra = std::make_unique<RuleCounters[]>(2);
-  auto rb = std::make_unique<RuleCounters[]>(2);
-  ra[1].hits.add(64);
-  rb[1].hits.add(128);
   Snapshot s;
-  sum_workers(s, {a.get(), b.get()}, {ra.get(), rb.get()}, {"r0", "r1"});
+  sum_workers(s, {a.get(), b.get()});
   EXPECT_EQ(s.drops[static_cast<size_t>(Drop::kRunt)], 5u);
   EXPECT_EQ(s.drops[static_cast<size_t>(Drop::kTxFull)], 7u);
   EXPECT_EQ(s.fallback.packets, 1u);
   EXPECT_EQ(s.fallback.bytes, 100u);
   EXPECT_EQ(s.non_ip.bytes, 60u);
-  ASSERT_EQ(s.rules.size(), 2u);
-  EXPECT_EQ(s.rules[1].first, "r1");
-  EXPECT_EQ(s.rules[1].second.packets, 2u);
-  EXPECT_EQ(s.rules[1].second.bytes, 192u);
-  EXPECT_EQ(s.rules[0].second.packets, 0u);
   EXPECT_GE(s.latency_ns.p50, 100u);
   EXPECT_LT(s.latency_ns.p50, 107u);
   EXPECT_GE(s.latency_ns.p99, 5000u);
@@ -97,6 +89,17 @@ TEST(Snapshot, JsonHasEveryContractKeyAndEscapes) {
     std::string key = "\"" + std::string(drop_name(static_cast<Drop>(d))) + "\": 0";
     EXPECT_NE(j.find(key), std::string::npos) << key;
   }
+}
+
+TEST(Snapshot, PrometheusHasTheReloadCounters) {
+  Snapshot s;
+  s.reload.generation = 7;
+  s.reload.ok = 6;
+  s.reload.failed = 2;
+  const std::string p = to_prometheus(s);
+  EXPECT_NE(p.find("sluice_reload_generation 7\n"), std::string::npos) << p;
+  EXPECT_NE(p.find("sluice_reloads_total{result=\"ok\"} 6\n"), std::string::npos) << p;
+  EXPECT_NE(p.find("sluice_reloads_total{result=\"failed\"} 2\n"), std::string::npos) << p;
 }
 
 }  // namespace
