@@ -25,8 +25,8 @@ the expectations; run as one fixed-rate trial or as an NDR/PDR binary search.
     search: { trial: 1, resolution: 0.05, loss: 0 }     # ndr/pdr defaults
     expect:                   # a trial: Python expressions on gen, sluice (or dut), sinks, trial
       - gen.rx.lost == 0
-    expect_search:            # a search: on result (rate_pps, latency_at_half, ...), trials
-      - result.rate_pps > 0
+    expect_search:            # a search: on result (rate_pps, upper_bound_pps, limited_by:
+      - result.rate_pps > 0   #   dut|generator, latency_at_half, ...), trials
 """
 import json
 import os
@@ -336,6 +336,31 @@ def run_trial(scn, bins, session, rate=None, duration=None):
             "placement": T.placement_text(topo.place)}
 
 
+def search_rate(trial, loss, resolution):
+    """The binary search of run_search, apart from processes so that it can be tested alone.
+    trial(rate) runs one trial (rate 0: unpaced) and returns its summary (trial_summary).
+    Returns (rate, best passing trial or None, upper bound in pps, what limits the rate:
+    "dut" when the unpaced trial lost more than the tolerance, "generator" when it did not:
+    then the DUT kept up with the most the generator offers and there is nothing to search)."""
+
+    def passes(t, rate):
+        return t["loss_ratio"] <= loss and (rate == 0 or t["offered_pps"] >= 0.98 * rate)
+
+    top = trial(0)  # unpaced: the most the generator offers through this DUT
+    hi = top["offered_pps"]
+    if passes(top, 0):
+        return hi, top, hi, "generator"
+    lo, best = 0.0, None
+    while hi - lo > resolution * hi:
+        mid = round((lo + hi) / 2)
+        t = trial(mid)
+        if passes(t, mid):
+            lo, best = mid, t
+        else:
+            hi = mid
+    return lo, best, top["offered_pps"], "dut"
+
+
 def run_search(scn, bins, session, trial_s, resolution, loss, latency_s=None):
     """NDR (loss 0) or PDR (loss > 0) by binary search; then latency at 50% of it. Every
     trial starts the DUT and the generator afresh (see one_trial)."""
@@ -343,39 +368,27 @@ def run_search(scn, bins, session, trial_s, resolution, loss, latency_s=None):
     trials = []
     print(f"traffic-test: lcores: {T.placement_text(T.placement())}", flush=True)
 
-    def trial(rate, seconds):
+    def trial(rate, seconds=trial_s, note=None):
         args = gen_args(g, rate, seconds, retry=False) + ["--drain", "0.3"]
         _, res, _, _ = one_trial(scn, bins, session, args, seconds)
         t = trial_summary(res, rate)
         trials.append(t)
+        if note is None:
+            ok = t["loss_ratio"] <= loss
+            note = "(unpaced: upper bound)" if rate == 0 else ("pass" if ok else "fail")
+        print("traffic-test: " + fmt_trial(len(trials), t, note), flush=True)
         return t
 
-    def passes(t, rate):
-        return t["loss_ratio"] <= loss and (rate == 0 or t["offered_pps"] >= 0.98 * rate)
-
-    top = trial(0, trial_s)  # unpaced: the most the generator offers through this DUT
-    hi = top["offered_pps"]
-    print("traffic-test: " + fmt_trial(1, top, "(unpaced: upper bound)"), flush=True)
-    lo, best = 0.0, None
-    if passes(top, 0):
-        lo, best = hi, top
-    while hi - lo > resolution * hi:
-        mid = round((lo + hi) / 2)
-        t = trial(mid, trial_s)
-        ok = passes(t, mid)
-        print("traffic-test: " + fmt_trial(len(trials), t, "pass" if ok else "fail"), flush=True)
-        if ok:
-            lo, best = mid, t
-        else:
-            hi = mid
+    rate, best, upper, limited_by = search_rate(trial, loss, resolution)
+    if limited_by == "generator":
+        print("traffic-test: the unpaced trial passed: the generator, not the DUT, sets the rate", flush=True)
     lat = None
     if best is not None:
-        lat = trial(round(lo / 2), latency_s or 2 * trial_s)
-        print("traffic-test: " + fmt_trial(len(trials), lat, "(latency at 50% of the result)"), flush=True)
+        lat = trial(round(rate / 2), latency_s or 2 * trial_s, "(latency at 50% of the result)")
     return {"trials": trials,
-            "result": {"kind": "ndr" if loss == 0 else "pdr", "loss_tolerance": loss, "rate_pps": lo,
-                       "resolution": resolution, "trial_s": trial_s, "upper_bound_pps": top["offered_pps"],
-                       "latency_at_half": lat["latency_ns"] if lat else {}},
+            "result": {"kind": "ndr" if loss == 0 else "pdr", "loss_tolerance": loss, "rate_pps": rate,
+                       "resolution": resolution, "trial_s": trial_s, "upper_bound_pps": upper,
+                       "limited_by": limited_by, "latency_at_half": lat["latency_ns"] if lat else {}},
             "placement": T.placement_text(T.placement())}
 
 
