@@ -33,6 +33,10 @@ std::string check_summary(const config::Config& cfg) {
       "  lcores: workers [{}], burst {}; the main lcore (first of EAL -l) runs the "
       "control plane\n",
       fmt::join(app.workers.lcores, ", "), app.workers.burst);
+  o += app.workers.flow_cache == 0
+           ? std::string("  flow cache: off (every packet is classified by rte_acl)\n")
+           : fmt::format("  flow cache: {} entries per worker ({} KiB each)\n",
+                         app.workers.flow_cache, app.workers.flow_cache * 64 / 1024);
   size_t v4 = 0, v6 = 0, both = 0;
   for (const auto& r : cfg.flows.rules) {
     switch (r.match.family()) {

@@ -106,6 +106,7 @@ struct Appliance {
     auto levels = ports->pool_levels();
     s.mempool.total = levels.total;
     s.mempool.available = levels.available;
+    s.flow_cache.entries = cfg->appliance.workers.flow_cache;
     return s;
   }
 };
@@ -248,6 +249,7 @@ int run(const app::Options& opt, std::shared_ptr<const config::Config> cfg) {
       w->qsbr = a.rules->qsbr();
       w->stop = &g_stop;
       w->validate = simd::kernel_fn(a.kernel);
+      w->flow_cache_entries = conf.workers.flow_cache;
       for (size_t p = 0; p < a.ports->size(); ++p) {
         const auto& pi = a.ports->ports()[p];
         for (uint16_t q = 0; q < pi.rx_queues; ++q) {

@@ -35,6 +35,7 @@ constexpr size_t kMaxPorts = 32;     // pipeline::kMaxPorts (the config room sta
 constexpr int64_t kMaxLcore = 1023;  // >= RTE_MAX_LCORE - 1; EAL checks the real lcore set
 constexpr int64_t kMinRing = 64;
 constexpr int64_t kMaxRing = 1 << 20;
+constexpr int64_t kMaxFlowCache = 1 << 20;
 
 constexpr std::string_view kApplianceKeys[] = {"ports", "workers",   "rings",  "mempool",
                                                "flows", "telemetry", "logging"};
@@ -283,7 +284,7 @@ std::vector<PortConfig> decode_ports(const Value& v) {
 }
 
 WorkersConfig decode_workers(const Value& v) {
-  Fields f(v, {"lcores", "burst"});
+  Fields f(v, {"lcores", "burst", "flow_cache"});
   WorkersConfig w;
   const Value& lcores = f.need("lcores", "a list of worker lcores such as [1, 2]");
   const auto items = as_list(lcores, "a list of lcore numbers such as [1, 2]");
@@ -301,6 +302,18 @@ WorkersConfig decode_workers(const Value& v) {
     w.lcore_marks.push_back(to_mark("", item.mark));
   }
   if (auto* b = f.find("burst")) w.burst = static_cast<unsigned>(as_int(*b, 1, 64));
+  if (auto* c = f.find("flow_cache")) {
+    const std::string expected = "0 (off) or a power of two 2..1048576 (entries per worker)";
+    const int64_t n = as_int(*c, 0, kMaxFlowCache, expected);
+    if (n == 1 || (n & (n - 1)) != 0) {
+      int64_t up = 2;
+      while (up < n) up <<= 1;
+      fail(c->mark, c->path + ": " + std::to_string(n) +
+                        " is not a power of two from 2; expected " + expected + " (did you mean " +
+                        std::to_string(up) + "?)");
+    }
+    w.flow_cache = static_cast<uint32_t>(n);
+  }
   return w;
 }
 

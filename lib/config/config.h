@@ -36,6 +36,7 @@ struct WorkersConfig {
   std::vector<unsigned> lcores;
   std::vector<Mark> lcore_marks;  // one per lcore
   unsigned burst = 32;            // 1..64
+  uint32_t flow_cache = 8192;     // entries per worker: 0 (off) or a power of two up to 2^20
 };
 
 struct RingsConfig {

@@ -14,6 +14,7 @@
 #include <memory>
 #include <vector>
 
+#include "lib/flow/flow_cache.h"
 #include "lib/flow/rule_store.h"
 #include "lib/stats/counters.h"
 #include "lib/sys/result.h"
@@ -52,8 +53,12 @@ struct alignas(64) Worker {
   rte_rcu_qsbr* qsbr = nullptr;  // null: no reader registration (unit tests)
   const std::atomic<bool>* stop = nullptr;
   simd::ValidateBurstFn validate = nullptr;
+  uint32_t flow_cache_entries = flow::FlowCache::kDefaultEntries;  // 0: every key to rte_acl
   uint64_t drain_cycles = 0;
   double ns_per_cycle = 0;
+
+  // Made by worker_prepare (null when flow_cache_entries is 0); the worker's alone.
+  std::unique_ptr<flow::FlowCache> cache;
 
   // Written by the worker, read by the main lcore.
   stats::WorkerCounters counters;
@@ -66,10 +71,11 @@ struct alignas(64) Worker {
   alignas(64) std::array<std::array<uint8_t, simd::kMaxHeaderBytes>, kMaxBurst> scratch{};
 };
 
-// Allocates the worker's TX buffers on socket (one per port, burst-sized). port_ids maps
-// config index to ethdev id.
+// Allocates the worker's TX buffers (one per port, burst-sized) and its flow cache on socket.
+// port_ids maps config index to ethdev id.
 Result<void> worker_prepare(Worker& w, const std::vector<uint16_t>& port_ids, int socket);
-// Frees the TX buffers (call after worker_flush, once the lcore has returned).
+// Frees the TX buffers and the flow cache (call after worker_flush, once the lcore has
+// returned).
 void worker_release(Worker& w);
 
 // Processes one received burst from port_index: every mbuf is sent, handed on, or freed.

@@ -61,6 +61,10 @@ struct PacketBytes {
     packets.add(1);
     bytes.add(len);
   }
+  void add_n(uint64_t n, uint64_t total_len) noexcept {
+    packets.add(n);
+    bytes.add(total_len);
+  }
 };
 
 // Latency histogram in nanoseconds: 16 linear sub-buckets per power of two (about 6% error),
@@ -109,7 +113,10 @@ struct alignas(64) WorkerCounters {
   PacketBytes fallback;  // packets that matched no rule ("default")
   PacketBytes non_ip;
   Counter rx_packets;
-  Counter loops;  // heartbeat: the main lcore sees a stuck worker
+  Counter cache_hits;      // classify answers from the worker's flow cache
+  Counter cache_misses;    // ... and from rte_acl after a lookup
+  Counter cache_bypassed;  // ... from rte_acl while the cache stands aside (no locality)
+  Counter loops;           // heartbeat: the main lcore sees a stuck worker
   LatencyHistogram latency;
 };
 

@@ -86,6 +86,13 @@ std::string to_prometheus(const Snapshot& s) {
   family(o, "sluice_reloads_total", "counter", "Reloads of the flows file, by result.");
   o += fmt::format("sluice_reloads_total{{result=\"ok\"}} {}\n", s.reload.ok);
   o += fmt::format("sluice_reloads_total{{result=\"failed\"}} {}\n", s.reload.failed);
+  family(o, "sluice_flow_cache_lookups_total", "counter",
+         "Classifications by the workers' flow caches: hit, miss (rte_acl after a lookup), "
+         "bypassed (rte_acl while the cache stands aside).");
+  o += fmt::format("sluice_flow_cache_lookups_total{{result=\"hit\"}} {}\n", s.flow_cache.hits);
+  o += fmt::format("sluice_flow_cache_lookups_total{{result=\"miss\"}} {}\n", s.flow_cache.misses);
+  o += fmt::format("sluice_flow_cache_lookups_total{{result=\"bypassed\"}} {}\n",
+                   s.flow_cache.bypassed);
   family(o, "sluice_latency_nanoseconds", "gauge", "Processing latency percentiles.");
   o += fmt::format("sluice_latency_nanoseconds{{quantile=\"0.5\"}} {}\n", s.latency_ns.p50);
   o += fmt::format("sluice_latency_nanoseconds{{quantile=\"0.99\"}} {}\n", s.latency_ns.p99);

@@ -77,7 +77,11 @@ void sum_workers(Snapshot& snap, const std::vector<const WorkerCounters*>& worke
   snap.fallback = {};
   snap.non_ip = {};
   snap.latency_ns = {};
+  snap.flow_cache.hits = snap.flow_cache.misses = snap.flow_cache.bypassed = 0;
   for (auto* w : workers) {
+    snap.flow_cache.hits += w->cache_hits.get();
+    snap.flow_cache.misses += w->cache_misses.get();
+    snap.flow_cache.bypassed += w->cache_bypassed.get();
     for (size_t d = 0; d < kDropCount; ++d) snap.drops[d] += w->drops[d].get();
     snap.fallback.packets += w->fallback.packets.get();
     snap.fallback.bytes += w->fallback.bytes.get();
@@ -130,6 +134,9 @@ std::string to_json(const Snapshot& s) {
       s.reload.generation, s.reload.ok, s.reload.failed, quote(s.reload.last_error));
   o += fmt::format("  \"mempool\": {{\"total\": {}, \"available\": {}}},\n", s.mempool.total,
                    s.mempool.available);
+  o += fmt::format(
+      "  \"flow_cache\": {{\"entries\": {}, \"hits\": {}, \"misses\": {}, \"bypassed\": {}}},\n",
+      s.flow_cache.entries, s.flow_cache.hits, s.flow_cache.misses, s.flow_cache.bypassed);
   o += fmt::format("  \"latency_ns\": {{\"p50\": {}, \"p99\": {}, \"p999\": {}, \"max\": {}}}\n",
                    s.latency_ns.p50, s.latency_ns.p99, s.latency_ns.p999, s.latency_ns.max);
   o += "}\n";
@@ -188,6 +195,14 @@ std::string to_table(const Snapshot& s, const Snapshot* prev, double interval_s)
   o += fmt::format("\n  mempool: {}/{} available   latency p50/p99/max: {}/{}/{} ns\n",
                    s.mempool.available, s.mempool.total, s.latency_ns.p50, s.latency_ns.p99,
                    s.latency_ns.max);
+  if (s.flow_cache.entries != 0) {
+    const uint64_t looked = s.flow_cache.hits + s.flow_cache.misses;
+    o += fmt::format(
+        "  flow cache: {} entries per worker, {} hits, {} misses ({:.1f}% hits), {} bypassed\n",
+        s.flow_cache.entries, s.flow_cache.hits, s.flow_cache.misses,
+        looked ? 100.0 * static_cast<double>(s.flow_cache.hits) / static_cast<double>(looked) : 0.0,
+        s.flow_cache.bypassed);
+  }
   return o;
 }
 

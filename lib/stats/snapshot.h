@@ -43,6 +43,9 @@ struct Snapshot {
     uint64_t total = 0, available = 0;
   } mempool;
   struct {
+    uint64_t entries = 0, hits = 0, misses = 0, bypassed = 0;  // entries: per worker, 0 when off
+  } flow_cache;
+  struct {
     uint64_t p50 = 0, p99 = 0, p999 = 0, max = 0;
   } latency_ns;
 };

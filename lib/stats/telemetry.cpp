@@ -32,6 +32,9 @@ int cmd_stats(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_add_dict_string(d, "reload/last_error", telemetry_text(s.reload.last_error).c_str());
   rte_tel_data_add_dict_u64(d, "mempool/total", s.mempool.total);
   rte_tel_data_add_dict_u64(d, "mempool/available", s.mempool.available);
+  rte_tel_data_add_dict_u64(d, "flow_cache/hits", s.flow_cache.hits);
+  rte_tel_data_add_dict_u64(d, "flow_cache/misses", s.flow_cache.misses);
+  rte_tel_data_add_dict_u64(d, "flow_cache/bypassed", s.flow_cache.bypassed);
   rte_tel_data_add_dict_u64(d, "latency_ns/p50", s.latency_ns.p50);
   rte_tel_data_add_dict_u64(d, "latency_ns/p99", s.latency_ns.p99);
   rte_tel_data_add_dict_u64(d, "latency_ns/p999", s.latency_ns.p999);

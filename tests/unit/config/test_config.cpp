@@ -439,6 +439,22 @@ TEST_F(ConfigTest, BadBurst) {
             "workers.burst: 65 is out of range; expected an integer 1..64");
 }
 
+TEST_F(ConfigTest, FlowCacheEntries) {
+  const std::string head = std::string(kOnePort) + "flows: flows.yaml\nworkers:\n  lcores: [1]\n";
+  app_error(head + "  flow_cache: 3000\n", "7:15",
+            "workers.flow_cache: 3000 is not a power of two from 2; expected 0 (off) or a power of "
+            "two 2..1048576 (entries per worker) (did you mean 4096?)");
+  app_error(head + "  flow_cache: 1\n", "7:15", "(did you mean 2?)");
+  app_error(head + "  flow_cache: 2097152\n", "7:15", "2097152 is out of range");
+  app_error(head + "  flow_cache: lots\n", "7:15", "expected 0 (off) or a power of two");
+  for (auto [text, want] :
+       {std::pair{"  flow_cache: 0\n", 0u}, {"  flow_cache: 1024\n", 1024u}, {"", 8192u}}) {
+    auto cfg = load_ok(head + text, "version: 1\nrules: []\n");
+    ASSERT_TRUE(cfg);
+    EXPECT_EQ(cfg->appliance.workers.flow_cache, want) << text;
+  }
+}
+
 TEST_F(ConfigTest, BadRingSize) {
   app_error(std::string(kOnePort) + kTail + "rings:\n  size: 1000\n", "8:9",
             "rings.size: 1000 is not a power of two; expected a power of two 64..1048576 (did you "

@@ -96,7 +96,10 @@ class WorkerTest : public ::testing::Test {
 
   // Rules: udp dst 53 -> forward to port 1, mirror to port 0; udp dst 23 -> drop;
   // default forward to port 1.
-  void make_worker(uint16_t burst = 32) {
+  // Sets up w (the fixture's worker unless given) with a new rule store.
+  void make_worker(uint16_t burst = 32, uint32_t flow_cache = flow::FlowCache::kDefaultEntries,
+                   Worker* w = nullptr) {
+    Worker& wk = w != nullptr ? *w : w_;
     config::Flows flows;
     flows.fallback = {config::Action::kForward, 1};
     config::Rule dns;
@@ -116,11 +119,12 @@ class WorkerTest : public ::testing::Test {
                                      {SOCKET_ID_ANY}, SOCKET_ID_ANY, "wt");
     ASSERT_TRUE(s.ok()) << s.error();
     store_ = std::move(*s);
-    w_.burst = burst;
-    w_.rules = store_->published();
-    w_.stop = &stop_;
-    w_.validate = simd::kernel_fn(simd::Kernel::kScalar);
-    auto r = worker_prepare(w_, port_ids_, SOCKET_ID_ANY);
+    wk.burst = burst;
+    wk.rules = store_->published();
+    wk.stop = &stop_;
+    wk.validate = simd::kernel_fn(simd::Kernel::kScalar);
+    wk.flow_cache_entries = flow_cache;
+    auto r = worker_prepare(wk, port_ids_, SOCKET_ID_ANY);
     ASSERT_TRUE(r.ok()) << r.error();
   }
 
@@ -241,6 +245,78 @@ TEST_F(WorkerTest, MirrorSendsOneReferencePerPortAndNothingLeaks) {
   worker_flush(w_);
   EXPECT_EQ(sent(0).size(), 32u);
   EXPECT_EQ(sent(1).size(), 32u);
+}
+
+// Each port sends its packets in the order they arrived, whatever else the burst holds: here
+// DNS (to port 1, mirrored to port 0), telnet (dropped) and others (default: port 1) mixed.
+TEST_F(WorkerTest, EachPortKeepsArrivalOrderInAMixedBurst) {
+  make_worker();
+  std::vector<std::vector<uint8_t>> frames;
+  std::vector<rte_mbuf*> pkts;
+  for (int i = 0; i < 32; ++i) {
+    const uint16_t dport = i % 3 == 0 ? 53 : i % 3 == 1 ? 23 : static_cast<uint16_t>(1000 + i);
+    frames.push_back(udp_frame(dport, 64 + static_cast<size_t>(i)));  // lengths tell them apart
+    pkts.push_back(mbuf_of(frames.back()));
+  }
+  process_burst(w_, 0, pkts.data(), 32, rte_rdtsc());
+  worker_flush(w_);
+  std::vector<std::vector<uint8_t>> want0, want1;
+  for (int i = 0; i < 32; ++i) {
+    if (i % 3 == 0) want0.push_back(frames[i]);
+    if (i % 3 != 1) want1.push_back(frames[i]);
+  }
+  EXPECT_EQ(sent(0), want0);
+  EXPECT_EQ(sent(1), want1);
+  EXPECT_EQ(drops(stats::Drop::kRule), 11u);
+  EXPECT_EQ(hits(0).packets.get(), 11u);
+  EXPECT_EQ(hits(1).packets.get(), 11u);
+  EXPECT_EQ(w_.counters.fallback.packets.get(), 10u);
+}
+
+// The flow cache changes nothing a port sends or a counter says: the same bursts through a
+// worker without it and one with it (the second pass over the flows all hits).
+TEST_F(WorkerTest, FlowCacheChangesNoOutputAndNoCount) {
+  struct Result {
+    std::vector<std::vector<uint8_t>> out0, out1;
+    uint64_t rule_drops, dns, telnet, fallback, hits, misses;
+  };
+  auto run = [&](uint32_t cache) {
+    Worker w;
+    make_worker(32, cache, &w);
+    for (int round = 0; round < 3; ++round) {
+      std::vector<rte_mbuf*> pkts;
+      for (int i = 0; i < 30; ++i) {
+        const uint16_t dport = i % 5 == 0   ? 53
+                               : i % 5 == 1 ? 23
+                                            : static_cast<uint16_t>(2000 + i % 7);
+        pkts.push_back(mbuf_of(udp_frame(dport, 64 + static_cast<size_t>(i))));
+      }
+      process_burst(w, static_cast<uint8_t>(round % 2), pkts.data(), 30, rte_rdtsc());
+    }
+    worker_flush(w);
+    Result r{sent(0),
+             sent(1),
+             w.counters.drops[static_cast<size_t>(stats::Drop::kRule)].get(),
+             hits(0).packets.get(),
+             hits(1).packets.get(),
+             w.counters.fallback.packets.get(),
+             w.counters.cache_hits.get(),
+             w.counters.cache_misses.get()};
+    worker_release(w);
+    store_.reset();
+    return r;
+  };
+  const Result off = run(0), on = run(1024);
+  EXPECT_EQ(on.out0, off.out0);
+  EXPECT_EQ(on.out1, off.out1);
+  EXPECT_EQ(on.rule_drops, off.rule_drops);
+  EXPECT_EQ(on.dns, off.dns);
+  EXPECT_EQ(on.telnet, off.telnet);
+  EXPECT_EQ(on.fallback, off.fallback);
+  EXPECT_EQ(off.hits + off.misses, 0u) << "no cache, no lookups";
+  EXPECT_EQ(on.hits + on.misses, 90u);
+  EXPECT_EQ(on.hits, 30u) << "the third round's flows (in_port 0) were all seen in the first";
+  EXPECT_EQ(off.out1.size(), 3u * 24u);
 }
 
 class WorkerTxFullTest : public WorkerTest {

@@ -55,34 +55,36 @@ TEST(Snapshot, JsonHasEveryContractKeyAndEscapes) {
   s.ports.push_back({"wan", 1, 2, 3, 4, 5, 6, 7, 0});
   s.reload.last_error = "flows.yaml:3:4: bad \"x\"\n";
   std::string j = to_json(s);
-  for (const char* key : {"\"uptime_s\"",
-                          "\"ports\"",
-                          "\"wan\"",
-                          "\"rx_packets\": 1",
-                          "\"rx_bytes\": 2",
-                          "\"tx_packets\": 3",
-                          "\"tx_bytes\": 4",
-                          "\"rx_missed\": 5",
-                          "\"rx_nombuf\": 6",
-                          "\"tx_errors\": 7",
-                          "\"drops\"",
-                          "\"rules\"",
-                          "\"default\"",
-                          "\"non_ip\"",
-                          "\"capture\"",
-                          "\"chunks\"",
-                          "\"segments\"",
-                          "\"dropped\"",
-                          "\"reload\"",
-                          "\"generation\": 1",
-                          "\"last_error\": \"flows.yaml:3:4: bad \\\"x\\\"\\n\"",
-                          "\"mempool\"",
-                          "\"available\"",
-                          "\"latency_ns\"",
-                          "\"p50\"",
-                          "\"p99\"",
-                          "\"p999\"",
-                          "\"max\""}) {
+  for (const char* key :
+       {"\"uptime_s\"",
+        "\"ports\"",
+        "\"wan\"",
+        "\"rx_packets\": 1",
+        "\"rx_bytes\": 2",
+        "\"tx_packets\": 3",
+        "\"tx_bytes\": 4",
+        "\"rx_missed\": 5",
+        "\"rx_nombuf\": 6",
+        "\"tx_errors\": 7",
+        "\"drops\"",
+        "\"rules\"",
+        "\"default\"",
+        "\"non_ip\"",
+        "\"capture\"",
+        "\"chunks\"",
+        "\"segments\"",
+        "\"dropped\"",
+        "\"reload\"",
+        "\"generation\": 1",
+        "\"last_error\": \"flows.yaml:3:4: bad \\\"x\\\"\\n\"",
+        "\"mempool\"",
+        "\"available\"",
+        "\"flow_cache\": {\"entries\": 0, \"hits\": 0, \"misses\": 0, \"bypassed\": 0}",
+        "\"latency_ns\"",
+        "\"p50\"",
+        "\"p99\"",
+        "\"p999\"",
+        "\"max\""}) {
     EXPECT_NE(j.find(key), std::string::npos) << key << "\n" << j;
   }
   for (size_t d = 0; d < kDropCount; ++d) {
@@ -100,6 +102,33 @@ TEST(Snapshot, PrometheusHasTheReloadCounters) {
   EXPECT_NE(p.find("sluice_reload_generation 7\n"), std::string::npos) << p;
   EXPECT_NE(p.find("sluice_reloads_total{result=\"ok\"} 6\n"), std::string::npos) << p;
   EXPECT_NE(p.find("sluice_reloads_total{result=\"failed\"} 2\n"), std::string::npos) << p;
+}
+
+TEST(Snapshot, FlowCacheCountsAreSummedAndShown) {
+  WorkerCounters a, b;
+  a.cache_hits.add(90);
+  a.cache_misses.add(10);
+  b.cache_hits.add(10);
+  b.cache_bypassed.add(5);
+  Snapshot s;
+  s.flow_cache.entries = 8192;
+  sum_workers(s, {&a, &b});
+  EXPECT_EQ(s.flow_cache.hits, 100u);
+  EXPECT_EQ(s.flow_cache.misses, 10u);
+  EXPECT_EQ(s.flow_cache.bypassed, 5u);
+  const std::string j = to_json(s);
+  EXPECT_NE(
+      j.find("\"flow_cache\": {\"entries\": 8192, \"hits\": 100, \"misses\": 10, \"bypassed\": 5}"),
+      std::string::npos)
+      << j;
+  const std::string t = to_table(s, nullptr, 0);
+  EXPECT_NE(
+      t.find("flow cache: 8192 entries per worker, 100 hits, 10 misses (90.9% hits), 5 bypassed"),
+      std::string::npos)
+      << t;
+  const std::string p = to_prometheus(s);
+  EXPECT_NE(p.find("sluice_flow_cache_lookups_total{result=\"miss\"} 10\n"), std::string::npos)
+      << p;
 }
 
 }  // namespace

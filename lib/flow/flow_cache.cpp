@@ -1,0 +1,74 @@
+#include "lib/flow/flow_cache.h"
+
+#include <rte_malloc.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+
+namespace sluice::flow {
+
+Result<std::unique_ptr<FlowCache>> FlowCache::create(uint32_t entries, int socket) {
+  if (entries < 2 || entries > kMaxEntries || (entries & (entries - 1)) != 0) {
+    return Error{
+        fmt::format("flow cache: {} entries; expected a power of two 2..{}", entries, kMaxEntries)};
+  }
+  std::unique_ptr<FlowCache> c(new FlowCache());
+  const uint32_t buckets = entries / 2;
+  c->buckets_ = static_cast<Bucket*>(
+      rte_zmalloc_socket("sluice_flow_cache", sizeof(Bucket) * buckets, 128, socket));
+  if (c->buckets_ == nullptr) {
+    return Error{fmt::format("flow cache: cannot allocate {} KiB on socket {}",
+                             sizeof(Bucket) * buckets / 1024, socket)};
+  }
+  c->mask_ = buckets - 1;
+  return c;
+}
+
+FlowCache::~FlowCache() {
+  rte_free(buckets_);
+}
+
+FlowCache::Counts FlowCache::classify(const FlowTable& table, uint64_t gen,
+                                      const simd::FlowKey* const* keys, uint16_t n,
+                                      uint32_t* out) noexcept {
+  constexpr uint16_t kMax = 64;
+  n = std::min(n, kMax);
+  if (bypass_left_ != 0) [[unlikely]] {
+    bypass_left_ -= std::min<uint32_t>(bypass_left_, n);
+    table.classify(keys, n, out);
+    return {0, n};
+  }
+  std::array<uint32_t, kMax> slot;
+  for (uint16_t i = 0; i < n; ++i) {
+    slot[i] = bucket_of(*keys[i]);
+    prefetch(slot[i]);
+  }
+  std::array<const simd::FlowKey*, kMax> miss;
+  std::array<uint8_t, kMax> miss_at;
+  uint16_t nb_miss = 0;
+  for (uint16_t i = 0; i < n; ++i) {
+    if (!lookup(slot[i], *keys[i], gen, &out[i])) {
+      miss[nb_miss] = keys[i];
+      miss_at[nb_miss++] = static_cast<uint8_t>(i);
+    }
+  }
+  window_packets_ += n;
+  window_misses_ += nb_miss;
+  if (window_packets_ >= entries()) [[unlikely]] {
+    if (window_misses_ > window_packets_ / 4 * 3) bypass_left_ = kBypassWindows * entries();
+    window_packets_ = window_misses_ = 0;
+  }
+  if (nb_miss == 0) [[likely]]
+    return {};
+  std::array<uint32_t, kMax> res;
+  table.classify(miss.data(), nb_miss, res.data());
+  for (uint16_t j = 0; j < nb_miss; ++j) {
+    out[miss_at[j]] = res[j];
+    insert(slot[miss_at[j]], *miss[j], gen, res[j]);
+  }
+  return {nb_miss, 0};
+}
+
+}  // namespace sluice::flow

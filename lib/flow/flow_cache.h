@@ -1,0 +1,128 @@
+#pragma once
+// A worker's exact-match flow cache in front of rte_acl (what OVS-DPDK calls the EMC): the
+// classify answers of flow keys seen recently, each tagged with the rule generation that gave
+// it. A lookup that finds the same key bytes under the same generation skips rte_acl; anything
+// else is a miss, classified by the flow table and then cached. A reload needs no flush: the
+// new generation's number makes every older entry a miss.
+//
+// Two-way set associative: a bucket is two 64-byte entries (adjacent cache lines), written
+// and read by its worker only. The key is
+// FlowKey bytes [0, 40) (protocol, in_port, l4_valid, family, ports, addresses): everything
+// classification reads, so a hit gives exactly the flow table's answer.
+//
+// Traffic with no locality (a flood of new flows) only misses, and a miss costs more than rte_acl
+// alone: the hash, the probe and the insert. So the cache watches itself: when more than 3 in 4
+// packets of a window (as many packets as it has entries) missed, it stands aside for the next
+// kBypassWindows windows (every key straight to rte_acl, counted as bypassed), then measures
+// again with lookups and inserts.
+//
+// Cost (TSC cycles/packet, sluice-bench-stages BM_Worker, the whole burst with 1,000 rules):
+// see tools/bench/stages.cpp and the README's measured table.
+
+#include <rte_hash_crc.h>
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+
+#include "lib/flow/flow_table.h"
+#include "lib/sys/result.h"
+#include "simd/validate.h"
+
+namespace sluice::flow {
+
+class FlowCache {
+ public:
+  static constexpr size_t kKeyBytes = 40;
+  static constexpr uint32_t kDefaultEntries = 8192;
+  static constexpr uint32_t kMaxEntries = 1u << 20;
+
+  // entries: a power of two (2..kMaxEntries), allocated on socket. 0 is not a cache: callers
+  // keep a null pointer instead.
+  static Result<std::unique_ptr<FlowCache>> create(uint32_t entries, int socket);
+  ~FlowCache();
+  FlowCache(const FlowCache&) = delete;
+  FlowCache& operator=(const FlowCache&) = delete;
+
+  static constexpr uint32_t kBypassWindows = 8;
+
+  // FlowTable::classify through the cache, for the rule generation numbered gen (table is its
+  // table): out[i] is the table's answer for keys[i]. Misses are classified in one call and
+  // cached. n <= 64.
+  struct Counts {
+    uint16_t misses = 0;    // looked up and not found (then classified and cached)
+    uint16_t bypassed = 0;  // not looked up: the cache stands aside (see above)
+  };
+  Counts classify(const FlowTable& table, uint64_t gen, const simd::FlowKey* const* keys,
+                  uint16_t n, uint32_t* out) noexcept;
+
+  // The bucket of a key: CRC32C of its words, with the words that are zero in IPv4 keys folded
+  // into the others (three CRC steps, not five; the compare is on the whole key anyway), then
+  // a multiply: CRC is linear, and keys that differ in a few bits can share its low bits.
+  uint32_t bucket_of(const simd::FlowKey& key) const noexcept {
+    uint32_t h = rte_hash_crc_8byte(word(&key, 0), 0);
+    h = rte_hash_crc_8byte(word(&key, 1) ^ word(&key, 4), h);
+    h = rte_hash_crc_8byte(word(&key, 3) ^ word(&key, 2), h);
+    return static_cast<uint32_t>((uint64_t{h} * 0x9E3779B97F4A7C15ull) >> 32) & mask_;
+  }
+  void prefetch(uint32_t bucket) const noexcept { __builtin_prefetch(&buckets_[bucket]); }
+
+  // Whether the bucket holds key under generation gen; then *result is its classify answer.
+  bool lookup(uint32_t bucket, const simd::FlowKey& key, uint64_t gen,
+              uint32_t* result) const noexcept {
+    const Bucket& b = buckets_[bucket];
+    if (matches(b.way[0], key, gen)) [[likely]] {
+      *result = b.way[0].result;
+      return true;
+    }
+    if (matches(b.way[1], key, gen)) {
+      *result = b.way[1].result;
+      return true;
+    }
+    return false;
+  }
+  // Caches a classify answer: the newest entry of a bucket is way 0, the one it replaces
+  // moves to way 1 (so two flows that share a bucket both stay).
+  void insert(uint32_t bucket, const simd::FlowKey& key, uint64_t gen, uint32_t result) noexcept {
+    Bucket& b = buckets_[bucket];
+    if (matches(b.way[0], key, gen)) return;  // a key twice in a burst: evict nothing
+    if (b.way[0].gen == gen) b.way[1] = b.way[0];
+    std::memcpy(b.way[0].key, &key, kKeyBytes);
+    b.way[0].gen = gen;
+    b.way[0].result = result;
+  }
+
+  uint32_t entries() const noexcept { return 2 * (mask_ + 1); }
+
+ private:
+  struct alignas(64) Entry {
+    uint8_t key[kKeyBytes];
+    uint64_t gen;  // 0: empty (generations are numbered from 1)
+    uint32_t result;
+  };
+  static_assert(sizeof(Entry) == 64);
+  struct Bucket {
+    Entry way[2];
+  };
+
+  // Word i of a key's bytes (one unaligned load).
+  static uint64_t word(const void* p, unsigned i) noexcept {
+    uint64_t v;
+    std::memcpy(&v, static_cast<const uint8_t*>(p) + 8 * i, sizeof v);
+    return v;
+  }
+  static bool matches(const Entry& e, const simd::FlowKey& key, uint64_t gen) noexcept {
+    return ((word(e.key, 0) ^ word(&key, 0)) | (word(e.key, 1) ^ word(&key, 1)) |
+            (word(e.key, 2) ^ word(&key, 2)) | (word(e.key, 3) ^ word(&key, 3)) |
+            (word(e.key, 4) ^ word(&key, 4)) | (e.gen ^ gen)) == 0;
+  }
+
+  FlowCache() = default;
+  Bucket* buckets_ = nullptr;
+  uint32_t mask_ = 0;            // buckets - 1
+  uint32_t window_packets_ = 0;  // looked up in this window
+  uint32_t window_misses_ = 0;
+  uint32_t bypass_left_ = 0;  // packets still to send straight to rte_acl
+};
+
+}  // namespace sluice::flow
