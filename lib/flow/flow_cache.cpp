@@ -33,8 +33,21 @@ FlowCache::~FlowCache() {
 FlowCache::Counts FlowCache::classify(const FlowTable& table, uint64_t gen,
                                       const simd::FlowKey* const* keys, uint16_t n,
                                       uint32_t* out) noexcept {
-  constexpr uint16_t kMax = 64;
-  n = std::min(n, kMax);
+  // n is at most a burst; larger calls are taken a burst at a time rather than overrun.
+  Counts total;
+  for (uint16_t base = 0; base < n; base += kMaxKeys) {
+    const auto count = static_cast<uint16_t>(std::min<unsigned>(n - base, kMaxKeys));
+    const Counts c = classify_burst(table, gen, keys + base, count, out + base);
+    total.misses = static_cast<uint16_t>(total.misses + c.misses);
+    total.bypassed = static_cast<uint16_t>(total.bypassed + c.bypassed);
+  }
+  return total;
+}
+
+FlowCache::Counts FlowCache::classify_burst(const FlowTable& table, uint64_t gen,
+                                            const simd::FlowKey* const* keys, uint16_t n,
+                                            uint32_t* out) noexcept {
+  constexpr uint16_t kMax = kMaxKeys;
   if (bypass_left_ != 0) [[unlikely]] {
     bypass_left_ -= std::min<uint32_t>(bypass_left_, n);
     table.classify(keys, n, out);

@@ -47,8 +47,8 @@ class FlowCache {
   static constexpr uint32_t kBypassWindows = 8;
 
   // FlowTable::classify through the cache, for the rule generation numbered gen (table is its
-  // table): out[i] is the table's answer for keys[i]. Misses are classified in one call and
-  // cached. n <= 64.
+  // table): out[i] is the table's answer for keys[i]. Misses are classified in one call (per
+  // 64 keys) and cached.
   struct Counts {
     uint16_t misses = 0;    // looked up and not found (then classified and cached)
     uint16_t bypassed = 0;  // not looked up: the cache stands aside (see above)
@@ -116,6 +116,10 @@ class FlowCache {
             (word(e.key, 2) ^ word(&key, 2)) | (word(e.key, 3) ^ word(&key, 3)) |
             (word(e.key, 4) ^ word(&key, 4)) | (e.gen ^ gen)) == 0;
   }
+
+  static constexpr uint16_t kMaxKeys = 64;  // a burst
+  Counts classify_burst(const FlowTable& table, uint64_t gen, const simd::FlowKey* const* keys,
+                        uint16_t n, uint32_t* out) noexcept;
 
   FlowCache() = default;
   Bucket* buckets_ = nullptr;

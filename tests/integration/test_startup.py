@@ -3,7 +3,7 @@
 import os
 import re
 
-from runner import FORWARD_ALL, appliance, check, eal_args, parse_args, report, run, tempdir, write
+from runner import FORWARD_ALL, appliance, check, eal_args, parse_args, pool_lines_ok, report, run, tempdir, write
 
 
 def main():
@@ -73,6 +73,10 @@ def main():
         cfg = write(d, "simd.yaml", appliance(good_ports))
         rc, out, err = run(s, eal_args("st7"), ["-c", cfg, "--simd", "sse9"])
         check("bad --simd name: exit 1, lists the kernels", rc == 1 and "--simd: expected scalar|avx2|" in err, f"rc={rc}\n{err}")
+        rc, out, err = run(s, eal_args("st9") + ["--force-max-simd-bitwidth=512"], ["-c", cfg, "--simd", "avx512"])
+        check("--simd avx512: exit 2, says no AVX-512 kernel is built and why, names avx2/auto",
+              rc == 2 and "no AVX-512 kernel" in err and "measured slower" in err and "--simd auto" in err,
+              f"rc={rc}\n{err}")
         narrow = eal_args("st8") + ["--force-max-simd-bitwidth=128"]
         rc, out, err = run(s, narrow, ["-c", cfg, "--simd", "avx2", "--duration", "0.5"])
         if "avx2" in open("/proc/cpuinfo").read().split():
@@ -84,6 +88,8 @@ def main():
         rc, out, err = run(s, narrow, ["-c", cfg, "--duration", "0.5"])
         check("--simd auto within a 128-bit EAL limit: the scalar kernel",
               rc == 0 and "simd: scalar kernel (auto" in err, f"rc={rc}\n{err}")
+        ok, why = pool_lines_ok(err)
+        check("--simd auto run: pool full before start and after stop", ok, why)
 
     report()
 

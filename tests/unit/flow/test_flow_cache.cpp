@@ -173,6 +173,24 @@ TEST(FlowCache, AnswersAreTheTablesOnRepeatsAndCollisions) {
   }
 }
 
+// More keys than a burst in one call are taken a burst at a time, none left unanswered.
+TEST(FlowCache, MoreThanABurstInOneCall) {
+  auto t = table_of(rules(0));
+  auto c = cache_of(1024);
+  ASSERT_TRUE(t && c);
+  std::mt19937 rng(17);
+  std::vector<simd::FlowKey> pool(150);
+  for (auto& k : pool) k = random_key(rng);
+  std::vector<const simd::FlowKey*> keys;
+  for (auto& k : pool) keys.push_back(&k);
+  for (int pass = 0; pass < 2; ++pass) {
+    std::vector<uint32_t> got(keys.size(), 0xdeadbeef);
+    const auto counts = c->classify(*t, 1, keys.data(), 150, got.data());
+    EXPECT_EQ(got, direct(*t, keys)) << "pass " << pass;
+    if (pass == 1) EXPECT_LT(counts.misses, 10) << "the second pass hits";
+  }
+}
+
 // A reload publishes a generation with other answers for the same keys: nothing the cache
 // holds from the old one may answer for the new one, and the old one's answers come back if
 // a burst still classifies on it (a worker finishing its burst on the old rules).
