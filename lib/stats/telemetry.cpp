@@ -11,12 +11,21 @@ namespace sluice::stats {
 
 namespace {
 
-std::mutex g_mutex;
-Snapshot g_snap;
+// The snapshot the telemetry commands answer from. Never destroyed: DPDK's telemetry threads are
+// never joined, and one may answer a request while the process exits (its static destructors
+// would free the snapshot under the reader; ThreadSanitizer saw it).
+struct Published {
+  std::mutex mutex;
+  Snapshot snap;
+};
+Published& published() {
+  static auto* p = new Published();
+  return *p;
+}
 
 int cmd_stats(const char*, const char*, rte_tel_data* d) {
-  std::lock_guard lock(g_mutex);
-  const auto& s = g_snap;
+  std::lock_guard lock(published().mutex);
+  const auto& s = published().snap;
   rte_tel_data_start_dict(d);
   rte_tel_data_add_dict_u64(d, "uptime_ms", static_cast<uint64_t>(s.uptime_s * 1000));
   rte_tel_data_add_dict_string(d, "simd", s.simd.c_str());
@@ -43,25 +52,25 @@ int cmd_stats(const char*, const char*, rte_tel_data* d) {
 }
 
 int cmd_drops(const char*, const char*, rte_tel_data* d) {
-  std::lock_guard lock(g_mutex);
+  std::lock_guard lock(published().mutex);
   rte_tel_data_start_dict(d);
   for (size_t r = 0; r < kDropCount; ++r) {
     rte_tel_data_add_dict_u64(d, std::string(drop_name(static_cast<Drop>(r))).c_str(),
-                              g_snap.drops[r]);
+                              published().snap.drops[r]);
   }
   return 0;
 }
 
 int cmd_ports(const char*, const char*, rte_tel_data* d) {
-  std::lock_guard lock(g_mutex);
+  std::lock_guard lock(published().mutex);
   rte_tel_data_start_array(d, RTE_TEL_STRING_VAL);
-  for (const auto& p : g_snap.ports) rte_tel_data_add_array_string(d, p.name.c_str());
+  for (const auto& p : published().snap.ports) rte_tel_data_add_array_string(d, p.name.c_str());
   return 0;
 }
 
 int cmd_port(const char*, const char* params, rte_tel_data* d) {
-  std::lock_guard lock(g_mutex);
-  for (const auto& p : g_snap.ports) {
+  std::lock_guard lock(published().mutex);
+  for (const auto& p : published().snap.ports) {
     if (params == nullptr || p.name != params) continue;
     rte_tel_data_start_dict(d);
     rte_tel_data_add_dict_u64(d, "rx_packets", p.rx_packets);
@@ -77,10 +86,10 @@ int cmd_port(const char*, const char* params, rte_tel_data* d) {
 }
 
 int cmd_rules(const char*, const char*, rte_tel_data* d) {
-  std::lock_guard lock(g_mutex);
+  std::lock_guard lock(published().mutex);
   rte_tel_data_start_dict(d);
   size_t n = 0;
-  for (const auto& [name, t] : g_snap.rules) {
+  for (const auto& [name, t] : published().snap.rules) {
     if (++n > RTE_TEL_MAX_DICT_ENTRIES) break;
     // DPDK 22.11 refuses dict keys other than letters, digits, '_' and '/'.
     std::string key = name;
@@ -118,8 +127,8 @@ std::string telemetry_text(std::string_view s) {
 }
 
 void telemetry_publish(const Snapshot& s) {
-  std::lock_guard lock(g_mutex);
-  g_snap = s;
+  std::lock_guard lock(published().mutex);
+  published().snap = s;
 }
 
 }  // namespace sluice::stats
