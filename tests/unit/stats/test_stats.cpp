@@ -104,6 +104,15 @@ TEST(Snapshot, PrometheusHasTheReloadCounters) {
   EXPECT_NE(p.find("sluice_reloads_total{result=\"failed\"} 2\n"), std::string::npos) << p;
 }
 
+TEST(Snapshot, TheKernelIsInTheTableHeaderAndTheJson) {
+  Snapshot s;
+  s.simd = "avx2";
+  s.uptime_s = 2.5;
+  EXPECT_NE(to_table(s, nullptr, 0).find("sluice (simd avx2, up 2.5 s)"), std::string::npos)
+      << to_table(s, nullptr, 0);
+  EXPECT_NE(to_json(s).find("\"simd\": \"avx2\""), std::string::npos) << to_json(s);
+}
+
 TEST(Snapshot, FlowCacheCountsAreSummedAndShown) {
   WorkerCounters a, b;
   a.cache_hits.add(90);
