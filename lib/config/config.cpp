@@ -35,7 +35,6 @@ constexpr size_t kMaxPorts = 32;     // pipeline::kMaxPorts (the config room sta
 constexpr int64_t kMaxLcore = 1023;  // >= RTE_MAX_LCORE - 1; EAL checks the real lcore set
 constexpr int64_t kMinRing = 64;
 constexpr int64_t kMaxRing = 1 << 20;
-constexpr int64_t kMaxFlowCache = 1 << 20;
 
 constexpr std::string_view kApplianceKeys[] = {"ports", "workers",   "rings",  "mempool",
                                                "flows", "telemetry", "logging"};

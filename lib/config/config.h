@@ -32,11 +32,15 @@ struct PortConfig {
   Mark device_mark;  // of the device value
 };
 
+// Each worker's flow cache (lib/flow/flow_cache): entries by default, and at most.
+inline constexpr uint32_t kDefaultFlowCache = 8192;
+inline constexpr uint32_t kMaxFlowCache = 1u << 20;
+
 struct WorkersConfig {
   std::vector<unsigned> lcores;
-  std::vector<Mark> lcore_marks;  // one per lcore
-  unsigned burst = 32;            // 1..64
-  uint32_t flow_cache = 8192;     // entries per worker: 0 (off) or a power of two up to 2^20
+  std::vector<Mark> lcore_marks;            // one per lcore
+  unsigned burst = 32;                      // 1..64
+  uint32_t flow_cache = kDefaultFlowCache;  // entries per worker: 0 (off) or a power of two
 };
 
 struct RingsConfig {

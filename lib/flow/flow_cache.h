@@ -34,8 +34,8 @@ namespace sluice::flow {
 class FlowCache {
  public:
   static constexpr size_t kKeyBytes = 40;
-  static constexpr uint32_t kDefaultEntries = 8192;
-  static constexpr uint32_t kMaxEntries = 1u << 20;
+  static constexpr uint32_t kDefaultEntries = config::kDefaultFlowCache;
+  static constexpr uint32_t kMaxEntries = config::kMaxFlowCache;
 
   // entries: a power of two (2..kMaxEntries), allocated on socket. 0 is not a cache: callers
   // keep a null pointer instead.
