@@ -2,14 +2,39 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
+#include <sys/stat.h>
 #include <numeric>
 
+#include "lib/capture/capture_lcore.h"
 #include "lib/flow/diff.h"
+#include "lib/nvme/queue_pair.h"
 #include "lib/port/ports.h"
 
 namespace sluice::app {
 
 namespace {
+
+std::string mib(uint64_t bytes) {
+  return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1 << 20));
+}
+
+// What sluice would find at capture.path when it starts (checked again then: exit 2).
+std::string path_state(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) {
+    return fmt::format("MISSING: sluice will not start until it exists (mkdir -p {})", path);
+  }
+  if (!S_ISDIR(st.st_mode)) return "NOT A DIRECTORY: sluice will not start";
+  if (access(path.c_str(), W_OK | X_OK) != 0) {
+    return "NOT WRITABLE by this user: sluice will not start as this user";
+  }
+  auto direct = nvme::probe_direct(path);
+  if (!direct) return "writable; O_DIRECT unknown (" + direct.error() + ")";
+  return *direct ? "writable, O_DIRECT"
+                 : "writable, no O_DIRECT here: buffered fallback (page cache)";
+}
 
 std::string action_text(const config::Config& cfg, const config::PolicyAction& a) {
   if (a.action == config::Action::kDrop) return "drop";
@@ -57,6 +82,27 @@ std::string check_summary(const config::Config& cfg) {
       cfg.flows.path, cfg.flows.rules.size(), v4, v6, both, v4 + both, v6 + both);
   o += fmt::format("    non_ip: {}; default: {}\n", action_text(cfg, cfg.flows.non_ip),
                    action_text(cfg, cfg.flows.fallback));
+  size_t captured = 0;
+  for (const auto& r : cfg.flows.rules) captured += r.capture ? 1 : 0;
+  if (app.capture) {
+    const auto& c = *app.capture;
+    const capture::Layout l = capture::layout_of(c);
+    o += fmt::format("  capture: lcore {}, {} rules with capture: true{}\n", c.lcore, captured,
+                     c.malformed ? ", and every malformed packet" : "");
+    o += fmt::format("    store {}: {}\n", c.path, path_state(c.path));
+    o += fmt::format(
+        "    chunks of {} bytes (snaplen {}), segments of {} bytes ({} chunks), {} closed "
+        "segments retained under {} bytes; a partly filled chunk is written after {} ms\n",
+        c.chunk_bytes, c.snaplen, c.segment_bytes, l.chunks_per_segment, l.segments_retained,
+        c.retain_bytes, c.flush_ms);
+    o += fmt::format(
+        "    memory: {} chunk buffers ({} in flight at queue depth {}) = {}; hand-off rings {} x "
+        "{} entries\n",
+        l.buffers, c.queue_depth, c.queue_depth, mib(l.buffer_bytes), app.workers.lcores.size(),
+        app.rings.size);
+  } else {
+    o += "  capture: off (no capture section)\n";
+  }
   std::vector<size_t> all(app.ports.size());
   std::iota(all.begin(), all.end(), 0);
   auto s = port::size_pool(app, all);
@@ -64,8 +110,12 @@ std::string check_summary(const config::Config& cfg) {
       "  memory: {} MiB for the mbuf pool if all ports share one NUMA socket "
       "({} mbufs x {} B; {})\n",
       s.mib(), s.mbufs, s.object_bytes, s.breakdown);
-  o += fmt::format("    EAL needs at least -m {} (or that much in hugepages on the socket)\n",
-                   s.mib() + 64);
+  const uint64_t capture_mib =
+      app.capture ? (capture::layout_of(*app.capture).buffer_bytes >> 20) + 1 : 0;
+  o += fmt::format(
+      "    EAL needs at least -m {} (or that much in hugepages on the socket){}\n",
+      s.mib() + 64 + capture_mib,
+      app.capture ? fmt::format(", with {} MiB of it for capture chunk buffers", capture_mib) : "");
   return o;
 }
 

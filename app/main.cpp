@@ -9,6 +9,7 @@
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_pause.h>
+#include <rte_ring.h>
 #include <rte_vect.h>
 #include <rte_version.h>
 
@@ -27,6 +28,8 @@
 #include "app/check.h"
 #include "app/options.h"
 #include "app/reload_control.h"
+#include "lib/capture/capture_lcore.h"
+#include "lib/capture/handoff.h"
 #include "lib/config/config.h"
 #include "lib/flow/rule_store.h"
 #include "lib/pipeline/worker.h"
@@ -83,6 +86,8 @@ struct Appliance {
   std::unique_ptr<flow::RuleStore> rules;
   std::unique_ptr<app::ReloadControl> reload;
   std::vector<std::unique_ptr<pipeline::Worker>> workers;
+  std::vector<rte_ring*> capture_rings;  // one per worker
+  std::unique_ptr<capture::CaptureLcore> capture;
   std::unique_ptr<stats::PrometheusServer> prometheus;
   simd::Kernel kernel = simd::Kernel::kScalar;
   Clock::time_point started;
@@ -107,7 +112,38 @@ struct Appliance {
     s.mempool.total = levels.total;
     s.mempool.available = levels.available;
     s.flow_cache.entries = cfg->appliance.workers.flow_cache;
+    if (capture) {
+      const capture::CaptureCounters& c = capture->counters();
+      const uint64_t cut = c.cut.get();
+      s.capture.enabled = true;
+      s.capture.packets = c.packets.get() - std::min(cut, c.packets.get());
+      s.capture.bytes = c.bytes.get();
+      s.capture.chunks = c.chunks.get();
+      s.capture.segments = c.segments.get();
+      // Copies refused by a full ring (the workers' capture_full) and those the capture lcore
+      // could not record.
+      s.capture.dropped = s.drops[static_cast<size_t>(stats::Drop::kCaptureFull)] + c.dropped.get();
+      s.capture.write_errors = c.write_errors.get();
+      s.capture.bytes_written = c.bytes_written.get();
+      for (rte_ring* r : capture_rings) {
+        s.capture.ring_used += rte_ring_count(r);
+        s.capture.ring_capacity += rte_ring_get_capacity(r);
+      }
+    }
     return s;
+  }
+
+  // Stops the workers, then the capture lcore once nothing more can reach its rings.
+  void stop_lcores() {
+    for (const auto& w : workers) {
+      rte_eal_wait_lcore(w->lcore);
+      while (!w->exited.load(std::memory_order_acquire)) rte_pause();  // true once waited
+    }
+    if (capture) {
+      capture->request_stop();
+      rte_eal_wait_lcore(cfg->appliance.capture->lcore);
+      while (!capture->exited()) rte_pause();
+    }
   }
 };
 
@@ -129,6 +165,62 @@ Result<void> check_lcores(const config::Appliance& app) {
           where, l)};
     }
   }
+  if (app.capture) {
+    const unsigned l = app.capture->lcore;
+    const std::string where = app.capture->lcore_mark.str();
+    if (l >= RTE_MAX_LCORE || !rte_lcore_is_enabled(l)) {
+      return Error{fmt::format(
+          "{}: capture.lcore: lcore {} is not in the EAL lcore set ({}); add it to EAL's -l or "
+          "use another listed lcore that is neither the main lcore nor a worker",
+          where, l, eal_lcore_list())};
+    }
+    if (l == main_lcore) {
+      return Error{fmt::format(
+          "{}: capture.lcore: lcore {} is the EAL main lcore, which runs the control plane; "
+          "give the capture loop an lcore of its own",
+          where, l)};
+    }
+  }
+  return {};
+}
+
+// The capture path: one SP/SC ring per worker into the capture lcore, which takes mbuf
+// references (their RX TSC in a dynamic field) and writes chunks through its queue pair.
+Result<void> setup_capture(Appliance& a) {
+  const config::CaptureConfig& cc = *a.cfg->appliance.capture;
+  const int field = capture::register_rx_tsc_field();
+  if (field < 0) {
+    return Error{fmt::format("capture: cannot register the mbuf RX timestamp field: {}",
+                             rte_strerror(rte_errno))};
+  }
+  const int socket = static_cast<int>(rte_lcore_to_socket_id(cc.lcore));
+  for (auto& w : a.workers) {
+    const std::string name = fmt::format("sluice_cap_{}", w->index);
+    rte_ring* r = rte_ring_create(name.c_str(), a.cfg->appliance.rings.size, socket,
+                                  RING_F_SP_ENQ | RING_F_SC_DEQ);
+    if (r == nullptr) {
+      return Error{fmt::format("capture: cannot create ring {} of {} entries on socket {}: {}",
+                               name, a.cfg->appliance.rings.size, socket, rte_strerror(rte_errno))};
+    }
+    a.capture_rings.push_back(r);
+    w->capture_ring = r;
+    w->capture_malformed = cc.malformed;
+    w->rx_tsc_field = field;
+  }
+  capture::CaptureLcore::Options o;
+  o.cfg = &cc;
+  for (size_t p = 0; p < a.ports->size(); ++p) {
+    const auto& pi = a.ports->ports()[p];
+    o.port_names.push_back(a.cfg->appliance.ports[p].name);
+    o.port_index[pi.port_id % capture::kMaxEthPorts] = static_cast<uint8_t>(p);
+  }
+  o.rings = a.capture_rings;
+  o.rx_tsc_field = field;
+  o.socket = socket;
+  o.userappl = fmt::format("sluice {}", SLUICE_VERSION);
+  auto c = capture::CaptureLcore::create(o);
+  if (!c) return Error{c.error()};
+  a.capture = std::move(*c);
   return {};
 }
 
@@ -271,6 +363,12 @@ int run(const app::Options& opt, std::shared_ptr<const config::Config> cfg) {
       }
       a.workers.push_back(std::move(w));
     }
+    if (rc == kExitOk && conf.capture) {
+      if (auto r = setup_capture(a); !r) {
+        spdlog::error("{}", r.error());
+        rc = kExitStartup;
+      }
+    }
     if (rc == kExitOk && conf.telemetry.prometheus) {
       a.prometheus = std::make_unique<stats::PrometheusServer>();
       if (auto r = a.prometheus->start(*conf.telemetry.prometheus); !r) {
@@ -297,8 +395,31 @@ int run(const app::Options& opt, std::shared_ptr<const config::Config> cfg) {
 
   if (rc == kExitOk) {
     a.started = Clock::now();
+    if (a.capture) {
+      if (rte_eal_remote_launch(capture::CaptureLcore::main, a.capture.get(),
+                                conf.capture->lcore) != 0) {
+        spdlog::error("capture: cannot launch on lcore {}", conf.capture->lcore);
+        rc = kExitStartup;
+        g_stop.store(true);
+        a.capture.reset();
+      } else {
+        spdlog::info("capture on lcore {}: {} rings of {} from the workers", conf.capture->lcore,
+                     a.capture_rings.size(), conf.rings.size);
+      }
+    }
     for (auto& w : a.workers) {
-      rte_eal_remote_launch(pipeline::worker_main, w.get(), w->lcore);
+      // A worker that never ran has nothing to wait for.
+      if (g_stop.load()) {
+        w->exited.store(true);
+        continue;
+      }
+      if (rte_eal_remote_launch(pipeline::worker_main, w.get(), w->lcore) != 0) {
+        spdlog::error("worker {}: cannot launch on lcore {}", w->index, w->lcore);
+        rc = kExitStartup;
+        g_stop.store(true);
+        w->exited.store(true);
+        continue;
+      }
       spdlog::info("worker {} on lcore {}: {} RX queues", w->index, w->lcore, w->rx.size());
     }
     stats::telemetry_register();
@@ -336,6 +457,11 @@ int run(const app::Options& opt, std::shared_ptr<const config::Config> cfg) {
           g_stop.store(true);
         }
       }
+      if (a.capture && rte_eal_get_lcore_state(conf.capture->lcore) != RUNNING && !g_stop.load()) {
+        spdlog::error("capture on lcore {} stopped unexpectedly", conf.capture->lcore);
+        rc = kExitRuntime;
+        g_stop.store(true);
+      }
       a.reload->run(now);
       if (opt.stats_period_s > 0 && now >= next_stats) {
         stats::Snapshot s = a.snapshot();
@@ -364,10 +490,7 @@ int run(const app::Options& opt, std::shared_ptr<const config::Config> cfg) {
     sys::notify_stopping();
     a.reload->stop();
     g_stop.store(true);
-    rte_eal_mp_wait_lcore();
-    for (const auto& w : a.workers) {
-      while (!w->exited.load(std::memory_order_acquire)) rte_pause();  // true once waited
-    }
+    a.stop_lcores();
   }
 
   // Clean stop: workers have flushed their TX buffers; read the final counters, stop and
@@ -381,6 +504,9 @@ int run(const app::Options& opt, std::shared_ptr<const config::Config> cfg) {
     a.ports->stop();
     a.ports->close();
     for (auto& w : a.workers) pipeline::worker_release(*w);
+    a.capture.reset();
+    for (rte_ring* r : a.capture_rings) rte_ring_free(r);
+    a.capture_rings.clear();
     auto levels = a.ports->pool_levels();
     s.mempool.total = levels.total;
     s.mempool.available = levels.available;
@@ -407,6 +533,8 @@ int run(const app::Options& opt, std::shared_ptr<const config::Config> cfg) {
     }
   }
   a.reload.reset();
+  a.capture.reset();
+  for (rte_ring* r : a.capture_rings) rte_ring_free(r);
   a.workers.clear();
   a.rules.reset();  // every generation: the workers are stopped
   a.ports.reset();

@@ -1,0 +1,487 @@
+#include "lib/capture/capture_lcore.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <rte_cycles.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_memcpy.h>
+#include <rte_ring.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+
+#include "lib/capture/handoff.h"
+#include "lib/capture/store.h"
+
+namespace sluice::capture {
+
+namespace {
+
+// After a failed write, a new segment is tried at most this often (each try is an open, a
+// write and a close; a full disk would otherwise see one per chunk).
+constexpr uint64_t kRetryUs = 100'000;
+// Extra queue-pair requests beyond the chunk buffers: segment flushes.
+constexpr unsigned kFlushRequests = 8;
+
+uint64_t round_up(uint64_t n, uint64_t a) {
+  return (n + a - 1) / a * a;
+}
+
+}  // namespace
+
+struct CaptureLcore::Chunk {
+  uint8_t* buf = nullptr;
+  CaptureLcore* owner = nullptr;
+  Segment* segment = nullptr;
+  uint64_t offset = 0;
+  uint64_t len = 0;
+  uint32_t packets = 0;
+  uint64_t bytes = 0;  // frame bytes of its packets
+};
+
+struct CaptureLcore::Segment {
+  CaptureLcore* owner = nullptr;
+  int fd = -1;
+  int slot = -1;
+  uint64_t number = 0;
+  std::string part_path, final_path;
+  uint64_t written = 0;  // bytes placed (submitted) so far: the next chunk's offset
+  unsigned in_flight = 0;
+  bool closing = false;   // no new chunks; close when in_flight reaches 0
+  bool flushing = false;  // fdatasync queued
+  bool flushed = false;
+  bool failed = false;       // a write failed: cut at fail_offset when closing
+  uint64_t fail_offset = 0;  // lowest offset of a failed chunk
+};
+
+Layout layout_of(const config::CaptureConfig& cfg) {
+  Layout l;
+  l.buffers = cfg.queue_depth + 2;
+  l.buffer_bytes = uint64_t{l.buffers} * cfg.chunk_bytes;
+  l.chunks_per_segment = cfg.segment_bytes / cfg.chunk_bytes;
+  l.segments_retained = (cfg.retain_bytes - cfg.segment_bytes) / cfg.segment_bytes;
+  return l;
+}
+
+Result<std::unique_ptr<CaptureLcore>> CaptureLcore::create(const Options& opt) {
+  const config::CaptureConfig& cfg = *opt.cfg;
+  const std::string where = cfg.path_mark.str() + ": capture.path: ";
+  if (cfg.backend == config::CaptureBackend::kPassthru) {
+    return Error{cfg.mark.str() +
+                 ": capture.backend: passthru (NVMe passthrough on /dev/ngXnY) is not in this "
+                 "build; use backend: auto or uring with a directory"};
+  }
+  struct stat st {};
+  if (stat(cfg.path.c_str(), &st) != 0) {
+    return Error{where + fmt::format("{}: {}; create it (mkdir -p {}) or point capture.path at "
+                                     "an existing directory",
+                                     cfg.path, std::strerror(errno), cfg.path)};
+  }
+  if (S_ISBLK(st.st_mode) || S_ISCHR(st.st_mode)) {
+    return Error{where + cfg.path +
+                 " is a device; the raw-device store is not in this build: use a directory "
+                 "(a filesystem on the device)"};
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return Error{where + cfg.path + " is not a directory; expected the store's directory"};
+  }
+  if (access(cfg.path.c_str(), W_OK | X_OK) != 0) {
+    return Error{where + fmt::format("{} is not writable ({}); make it writable by the user "
+                                     "sluice runs as (chown or chmod), or choose another path",
+                                     cfg.path, std::strerror(errno))};
+  }
+  if (auto u = nvme::uring_available(); !u) return Error{"capture: " + u.error()};
+
+  auto self = std::unique_ptr<CaptureLcore>(new CaptureLcore());
+  self->opt_ = opt;
+  self->cfg_ = cfg;
+  self->opt_.cfg = &self->cfg_;
+  self->layout_ = layout_of(cfg);
+
+  auto report = repair(cfg.path);
+  if (!report) return Error{where + report.error()};
+  for (const auto& line : report->lines) spdlog::warn("capture: repair: {}", line);
+  self->next_seq_ = report->next_seq;
+  self->next_segment_ = report->next_segment;
+
+  auto direct = nvme::probe_direct(cfg.path);
+  if (!direct) return Error{where + direct.error()};
+  self->direct_ = *direct;
+  if (!self->direct_) {
+    spdlog::warn(
+        "capture: {} does not take O_DIRECT (tmpfs?): writing through the page cache "
+        "(buffered fallback); a filesystem on a real disk is faster and steadier",
+        cfg.path);
+  }
+
+  self->writer_ = std::make_unique<ChunkWriter>(opt.port_names, cfg.snaplen, opt.userappl);
+  if (self->writer_->min_chunk_bytes() > cfg.chunk_bytes) {
+    return Error{
+        fmt::format("{}: capture.chunk_bytes: {} cannot hold one {}-byte packet with "
+                    "the section header of {} ports ({} bytes needed)",
+                    cfg.mark.str(), cfg.chunk_bytes, cfg.snaplen, opt.port_names.size(),
+                    self->writer_->min_chunk_bytes())};
+  }
+  const unsigned nbuf = self->layout_.buffers;
+  self->chunks_.resize(nbuf);
+  std::vector<nvme::Region> regions;
+  for (auto& c : self->chunks_) {
+    c.buf = static_cast<uint8_t*>(
+        rte_malloc_socket("sluice_chunk", cfg.chunk_bytes, kChunkAlign, opt.socket));
+    if (c.buf == nullptr) {
+      return Error{fmt::format(
+          "capture: cannot allocate {} chunk buffers of {} bytes ({} MiB) on socket {}; give "
+          "EAL more memory (-m, or hugepages) or lower capture.queue_depth or chunk_bytes",
+          nbuf, cfg.chunk_bytes, self->layout_.buffer_bytes >> 20, opt.socket)};
+    }
+    c.owner = self.get();
+    regions.push_back({c.buf, cfg.chunk_bytes});
+    self->free_.push_back(&c);
+  }
+  nvme::QueuePairOptions qo;
+  qo.depth = cfg.queue_depth;
+  qo.requests = nbuf + kFlushRequests;
+  qo.files = 8;
+  qo.buffers = regions;
+  auto qp = nvme::QueuePair::create(qo);
+  if (!qp) return Error{"capture: " + qp.error()};
+  self->qp_ = std::move(*qp);
+  if (!self->qp_->registered_buffers()) {
+    spdlog::warn(
+        "capture: chunk buffers could not be registered with io_uring (RLIMIT_MEMLOCK?); "
+        "writes copy page references per request");
+  }
+
+  self->hz_ = rte_get_tsc_hz();
+  self->ns_per_tsc_ = 1e9 / static_cast<double>(self->hz_);
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  self->base_tsc_ = rte_rdtsc();
+  self->base_ns_ = uint64_t(ts.tv_sec) * 1'000'000'000 + uint64_t(ts.tv_nsec);
+  self->flush_tsc_ = self->hz_ / 1000 * cfg.flush_ms;
+  spdlog::info(
+      "capture: store {} ({}), chunks of {} bytes, segments of {} ({} chunks), {} closed "
+      "segments retained; {} chunk buffers ({} MiB), queue depth {}; continuing at segment "
+      "{}, chunk {}",
+      cfg.path, self->direct_ ? "O_DIRECT" : "buffered", cfg.chunk_bytes, cfg.segment_bytes,
+      self->layout_.chunks_per_segment, self->layout_.segments_retained, nbuf,
+      self->layout_.buffer_bytes >> 20, cfg.queue_depth, self->next_segment_, self->next_seq_);
+  return self;
+}
+
+CaptureLcore::~CaptureLcore() {
+  qp_.reset();  // drains whatever is still in flight
+  for (auto& s : segments_) {
+    if (s->fd >= 0) close(s->fd);
+  }
+  for (auto& c : chunks_) rte_free(c.buf);
+}
+
+int CaptureLcore::main(void* arg) {
+  return static_cast<CaptureLcore*>(arg)->run();
+}
+
+uint64_t CaptureLcore::ns_of(uint64_t tsc) const noexcept {
+  const auto d = static_cast<int64_t>(tsc - base_tsc_);
+  return base_ns_ + static_cast<uint64_t>(static_cast<double>(d) * ns_per_tsc_);
+}
+
+bool CaptureLcore::take_chunk() noexcept {
+  if (current_ != nullptr) return true;
+  if (free_.empty()) return false;
+  current_ = free_.back();
+  free_.pop_back();
+  writer_->begin(current_->buf, cfg_.chunk_bytes);
+  current_->packets = 0;
+  current_->bytes = 0;
+  return true;
+}
+
+void CaptureLcore::poll_rings() noexcept {
+  std::array<rte_mbuf*, kBurst> pkts;
+  const auto nr = static_cast<unsigned>(opt_.rings.size());
+  for (unsigned k = 0; k < nr; ++k) {
+    if (!take_chunk()) return;  // every buffer is in flight: leave the packets in the rings
+    rte_ring* r = opt_.rings[(next_ring_ + k) % nr];
+    const unsigned n =
+        rte_ring_sc_dequeue_burst(r, reinterpret_cast<void**>(pkts.data()), kBurst, nullptr);
+    if (n == 0) continue;
+    for (unsigned i = 0; i < n; ++i) {
+      rte_mbuf* m = pkts[i];
+      const uint32_t len = m->pkt_len;
+      const uint32_t caplen = std::min(len, cfg_.snaplen);
+      const uint64_t ts = ns_of(*rx_tsc_of(m, opt_.rx_tsc_field));
+      const uint32_t port = opt_.port_index[m->port % kMaxEthPorts];
+      uint8_t* dst = current_ ? writer_->append(port, ts, caplen, len) : nullptr;
+      if (dst == nullptr) {
+        seal();
+        if (take_chunk()) dst = writer_->append(port, ts, caplen, len);
+        if (dst == nullptr) {
+          counters_.dropped.add(1);
+          continue;
+        }
+      }
+      if (current_->packets == 0) current_since_ = rte_rdtsc();
+      ++current_->packets;
+      current_->bytes += len;
+      if (m->data_len >= caplen) [[likely]] {
+        rte_memcpy(dst, rte_pktmbuf_mtod(m, const uint8_t*), caplen);
+      } else {
+        uint32_t done = 0;
+        for (const rte_mbuf* s = m; s != nullptr && done < caplen; s = s->next) {
+          const uint32_t take = std::min<uint32_t>(s->data_len, caplen - done);
+          rte_memcpy(dst + done, rte_pktmbuf_mtod(s, const uint8_t*), take);
+          done += take;
+        }
+      }
+    }
+    rte_pktmbuf_free_bulk(pkts.data(), n);
+  }
+  next_ring_ = nr ? (next_ring_ + 1) % nr : 0;
+}
+
+// Seals the chunk being filled and queues its write; an empty one stays current.
+void CaptureLcore::seal() noexcept {
+  Chunk* c = current_;
+  if (c == nullptr || writer_->empty()) return;
+  current_ = nullptr;
+  const uint64_t len = round_up(writer_->used() + kTrailerMinBytes, kChunkAlign);
+  const uint64_t first_ns = [&] {
+    // The first EPB's timestamp: right after the section header.
+    const uint8_t* p = c->buf + writer_->header_bytes() + 12;
+    uint32_t hi, lo;
+    std::memcpy(&hi, p, 4);
+    std::memcpy(&lo, p + 4, 4);
+    return (uint64_t{hi} << 32) | lo;
+  }();
+  Segment* s = segment_for(first_ns, len);
+  if (s == nullptr) {
+    counters_.dropped.add(c->packets);
+    free_.push_back(c);
+    return;
+  }
+  c->len = writer_->finish(next_seq_++);
+  c->segment = s;
+  c->offset = s->written;
+  s->written += c->len;
+  ++s->in_flight;
+  if (qp_->write(s->slot, c->buf, static_cast<uint32_t>(c->len), c->offset, write_done, c) != 0) {
+    // Cannot happen: the pool holds a request for every buffer; count it rather than lose it.
+    --s->in_flight;
+    on_write(c, nvme::Completion{-EAGAIN, 0});
+  }
+}
+
+CaptureLcore::Segment* CaptureLcore::segment_for(uint64_t first_ns, uint64_t len) noexcept {
+  if (open_ != nullptr && open_->written + len > cfg_.segment_bytes) {
+    close_segment(open_);
+  }
+  if (open_ != nullptr) return open_;
+  const uint64_t now = rte_rdtsc();
+  if (failing_ && now < retry_tsc_) return nullptr;
+  // Where the filesystem has less room than a segment (smaller than retain_bytes, or shared),
+  // the oldest closed segments make room for the new one.
+  struct statvfs vfs {};
+  if (statvfs(cfg_.path.c_str(), &vfs) == 0) {
+    const uint64_t avail = uint64_t{vfs.f_bavail} * vfs.f_frsize;
+    if (avail < cfg_.segment_bytes) {
+      if (auto list = list_segments(cfg_.path)) {
+        uint64_t closed = 0;
+        for (const auto& f : *list) closed += f.part ? 0 : f.size;
+        const uint64_t short_by = cfg_.segment_bytes - avail;
+        if (closed > 0) retain(closed > short_by ? closed - short_by : 0);
+      }
+    }
+  }
+
+  auto s = std::make_unique<Segment>();
+  s->owner = this;
+  s->number = next_segment_;
+  s->part_path = cfg_.path + "/" + segment_name(first_ns, s->number, true);
+  s->final_path = cfg_.path + "/" + segment_name(first_ns, s->number, false);
+  auto t = nvme::open_target(s->part_path, O_WRONLY | O_CREAT | O_TRUNC, 0640, true);
+  if (!t) {
+    if (!failing_) spdlog::warn("capture: cannot open a segment: {}", t.error());
+    failing_ = true;
+    retry_tsc_ = now + hz_ / 1'000'000 * kRetryUs;
+    return nullptr;
+  }
+  s->fd = t->fd;
+  auto slot = qp_->add_file(s->fd);
+  if (!slot) {
+    spdlog::warn("capture: {}", slot.error());
+    close(s->fd);
+    unlink(s->part_path.c_str());
+    return nullptr;
+  }
+  s->slot = *slot;
+  ++next_segment_;
+  open_ = s.get();
+  segments_.push_back(std::move(s));
+  return open_;
+}
+
+void CaptureLcore::close_segment(Segment* s) noexcept {
+  s->closing = true;
+  if (open_ == s) open_ = nullptr;
+}
+
+void CaptureLcore::write_done(void* arg, const nvme::Completion& done) noexcept {
+  auto* c = static_cast<Chunk*>(arg);
+  --c->segment->in_flight;
+  c->owner->on_write(c, done);
+}
+
+void CaptureLcore::flush_done(void* arg, const nvme::Completion& done) noexcept {
+  auto* s = static_cast<Segment*>(arg);
+  --s->in_flight;
+  s->flushed = true;
+  if (done.status != 0) {
+    spdlog::warn("capture: fdatasync of {}: {}", s->part_path, std::strerror(-done.status));
+  }
+}
+
+void CaptureLcore::on_write(Chunk* c, const nvme::Completion& done) noexcept {
+  Segment* s = c->segment;
+  if (done.status == 0) {
+    counters_.packets.add(c->packets);
+    counters_.bytes.add(c->bytes);
+    counters_.chunks.add(1);
+    counters_.bytes_written.add(c->len);
+    if (failing_) {
+      spdlog::info("capture: writes succeed again after {} failed chunks", episode_errors_);
+      failing_ = false;
+      episode_errors_ = 0;
+    }
+  } else {
+    counters_.write_errors.add(1);
+    counters_.dropped.add(c->packets);
+    if (!failing_) {
+      spdlog::warn(
+          "capture: writing {} failed ({}): captured packets are dropped and counted "
+          "(capture.dropped, capture.write_errors) until writes succeed; forwarding goes on",
+          s->part_path, std::strerror(-done.status));
+    }
+    failing_ = true;
+    ++episode_errors_;
+    retry_tsc_ = rte_rdtsc() + hz_ / 1'000'000 * kRetryUs;
+    if (!s->failed || c->offset < s->fail_offset) s->fail_offset = c->offset;
+    s->failed = true;
+    close_segment(s);  // what follows goes to a new segment, after the retry delay
+  }
+  free_.push_back(c);
+}
+
+// A closing segment whose writes are all done: cut at a failed write (what completed after it
+// is counted back out), flush, then close and rename (or delete when nothing good is in it).
+void CaptureLcore::service_segments() noexcept {
+  for (size_t i = 0; i < segments_.size();) {
+    Segment* s = segments_[i].get();
+    if (!s->closing || s->in_flight != 0) {
+      ++i;
+      continue;
+    }
+    if (!s->flushing) {
+      if (s->failed) {
+        // Chunks past the failed one completed but are cut with it: count them as dropped.
+        const uint64_t cut = s->written - s->fail_offset;
+        if (cut > 0) {
+          std::vector<uint8_t> tail(cut);
+          const ssize_t got = pread(s->fd, tail.data(), cut, static_cast<off_t>(s->fail_offset));
+          if (got > 0) {
+            for (const auto& info : scan_chunks(tail.data(), static_cast<size_t>(got))) {
+              if (info.state != ChunkState::kGood) continue;
+              // Its packets were counted as recorded when the write completed; they move to
+              // dropped (the snapshot shows packets less cut).
+              counters_.dropped.add(info.packets);
+              counters_.cut.add(info.packets);
+            }
+          }
+          if (ftruncate(s->fd, static_cast<off_t>(s->fail_offset)) != 0) {
+            spdlog::warn("capture: cannot cut {}: {}", s->part_path, std::strerror(errno));
+          }
+        }
+        s->written = s->fail_offset;
+      }
+      s->flushing = true;
+      ++s->in_flight;
+      if (qp_->flush(s->slot, flush_done, s) != 0) {
+        --s->in_flight;
+        s->flushed = true;
+      }
+      ++i;
+      continue;
+    }
+    if (!s->flushed) {
+      ++i;
+      continue;
+    }
+    finish_segment(s);
+    segments_.erase(segments_.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+}
+
+void CaptureLcore::finish_segment(Segment* s) noexcept {
+  qp_->remove_file(s->slot);
+  close(s->fd);
+  s->fd = -1;
+  if (s->written == 0) {
+    unlink(s->part_path.c_str());
+    return;
+  }
+  if (rename(s->part_path.c_str(), s->final_path.c_str()) != 0) {
+    spdlog::warn("capture: cannot rename {}: {}", s->part_path, std::strerror(errno));
+    return;
+  }
+  counters_.segments.add(1);
+  // Closed segments stay under retain_bytes less the one being written.
+  retain(cfg_.retain_bytes - cfg_.segment_bytes);
+}
+
+void CaptureLcore::retain(uint64_t limit) noexcept {
+  const uint64_t keep_from = open_ != nullptr ? open_->number : next_segment_;
+  if (auto freed = enforce_retention(cfg_.path, limit, keep_from); !freed) {
+    spdlog::warn("capture: retention: {}", freed.error());
+  }
+}
+
+int CaptureLcore::run() noexcept {
+  for (;;) {
+    // Read before the rings: once it is set no producer enqueues, so empty rings after it mean
+    // everything is in.
+    const bool stopping = stop_.load(std::memory_order_acquire);
+    counters_.loops.add(1);
+    poll_rings();
+    qp_->poll();
+    if (current_ != nullptr && !writer_->empty() && rte_rdtsc() - current_since_ >= flush_tsc_) {
+      seal();
+    }
+    service_segments();
+    if (stopping) {
+      bool empty = true;
+      for (rte_ring* r : opt_.rings) empty = empty && rte_ring_count(r) == 0;
+      if (empty) break;
+    }
+  }
+  seal();
+  if (open_ != nullptr) close_segment(open_);
+  while (!segments_.empty()) {
+    qp_->poll();
+    service_segments();
+    if (qp_->in_flight() != 0 || qp_->queued() != 0) qp_->drain();
+  }
+  exited_.store(true, std::memory_order_release);
+  return 0;
+}
+
+}  // namespace sluice::capture

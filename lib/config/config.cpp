@@ -36,10 +36,13 @@ constexpr int64_t kMaxLcore = 1023;  // >= RTE_MAX_LCORE - 1; EAL checks the rea
 constexpr int64_t kMinRing = 64;
 constexpr int64_t kMaxRing = 1 << 20;
 
-constexpr std::string_view kApplianceKeys[] = {"ports", "workers",   "rings",  "mempool",
-                                               "flows", "telemetry", "logging"};
-constexpr std::string_view kCaptureUnavailable =
-    "capture is not available in this build (the capture store comes in a later release)";
+constexpr std::string_view kApplianceKeys[] = {"ports", "workers",   "rings",   "mempool",
+                                               "flows", "telemetry", "logging", "capture"};
+// Room in a chunk beyond one snaplen packet: the section header (SHB and an IDB per port,
+// about 2.3 KiB for 32 ports with 31-character names), the EPB header and the trailer.
+constexpr uint64_t kChunkHeadroom = 8192;
+constexpr uint64_t kMinChunk = 8192;
+constexpr uint64_t kMaxChunk = 64ull << 20;
 
 // A problem at a place in the file being decoded. Thrown only inside this file.
 struct Failure {
@@ -397,17 +400,96 @@ LoggingConfig decode_logging(const Value& v) {
   return l;
 }
 
-Appliance decode_appliance(const YAML::Node& root, const std::string& path) {
-  const Value doc{root, root.Mark(), root.Mark(), ""};
-  // capture is a CONTRACT key this build cannot honour: refuse it by name, never ignore it.
-  if (root.IsMap()) {
-    for (auto it = root.begin(); it != root.end(); ++it) {
-      if (it->first.IsScalar() && it->first.Scalar() == "capture") {
-        fail(it->first.Mark(),
-             std::string(kCaptureUnavailable) + "; expected no capture section (remove it)");
-      }
+// A size: a plain integer or one with a KiB/MiB/GiB suffix, at least lo.
+uint64_t as_size(const Value& v, uint64_t lo, std::string_view what) {
+  const std::string expected =
+      std::string(what) + " (an integer, or with a KiB, MiB or GiB suffix such as 1MiB)";
+  if (!v.node.IsScalar()) wrong(v, expected);
+  auto n = parse_size(v.node.Scalar());
+  if (!n) wrong(v, expected);
+  if (*n < lo) {
+    fail(v.mark, at(v) + v.node.Scalar() + " is too small; expected at least " +
+                     std::to_string(lo) + " bytes");
+  }
+  return *n;
+}
+
+std::string size_text(uint64_t n) {
+  if (n % (1ull << 30) == 0) return std::to_string(n >> 30) + "GiB";
+  if (n % (1ull << 20) == 0) return std::to_string(n >> 20) + "MiB";
+  if (n % (1ull << 10) == 0) return std::to_string(n >> 10) + "KiB";
+  return std::to_string(n);
+}
+
+CaptureConfig decode_capture(const Value& v, const WorkersConfig& workers) {
+  Fields f(v, {"lcore", "path", "chunk_bytes", "segment_bytes", "retain_bytes", "queue_depth",
+               "snaplen", "backend", "flush_ms", "malformed"});
+  CaptureConfig c;
+  c.mark = to_mark("", v.mark);
+  const Value& lcore = f.need("lcore", "the lcore of the capture loop, such as lcore: 2");
+  c.lcore = static_cast<unsigned>(as_int(lcore, 0, kMaxLcore));
+  c.lcore_mark = to_mark("", lcore.mark);
+  for (size_t i = 0; i < workers.lcores.size(); ++i) {
+    if (workers.lcores[i] == c.lcore) {
+      fail(lcore.mark, lcore.path + ": lcore " + std::to_string(c.lcore) +
+                           " is also a worker lcore (line " +
+                           std::to_string(workers.lcore_marks[i].line) +
+                           "); expected an lcore of its own, in EAL's -l and not a worker");
     }
   }
+  const std::string kPath = "the directory of the capture store, such as /var/lib/sluice/capture";
+  const Value& path = f.need("path", kPath);
+  c.path = as_string(path, kPath);
+  if (c.path.empty()) fail(path.mark, path.path + ": empty path; expected " + kPath);
+  c.path_mark = to_mark("", path.mark);
+
+  const Value* chunk = f.find("chunk_bytes");
+  if (chunk) {
+    c.chunk_bytes = as_size(*chunk, kMinChunk, "a multiple of 4096 from 8KiB to 64MiB");
+    if (c.chunk_bytes % 4096 != 0 || c.chunk_bytes > kMaxChunk) {
+      fail(chunk->mark, chunk->path + ": " + chunk->node.Scalar() +
+                            " is not a multiple of 4096 from 8KiB to 64MiB; expected one such "
+                            "as 1MiB (chunks are written by aligned direct I/O)");
+    }
+  }
+  if (auto* s = f.find("snaplen")) c.snaplen = static_cast<uint32_t>(as_int(*s, 64, 65535));
+  if (c.snaplen + kChunkHeadroom > c.chunk_bytes) {
+    const Value& where = f.find("snaplen") ? *f.find("snaplen") : (chunk ? *chunk : v);
+    fail(where.mark,
+         "capture: snaplen " + std::to_string(c.snaplen) + " does not fit in a chunk of " +
+             size_text(c.chunk_bytes) + " with its headers; expected snaplen at most " +
+             std::to_string(c.chunk_bytes - kChunkHeadroom) + " or a larger chunk_bytes");
+  }
+  if (auto* s = f.find("segment_bytes")) {
+    c.segment_bytes = as_size(*s, 1, "a segment size larger than chunk_bytes");
+  }
+  if (c.segment_bytes <= c.chunk_bytes) {
+    const Value* s = f.find("segment_bytes");
+    fail(s ? s->mark : v.mark, "capture.segment_bytes: " + size_text(c.segment_bytes) +
+                                   " is not larger than chunk_bytes (" + size_text(c.chunk_bytes) +
+                                   "); expected segments of several chunks, such as 1GiB");
+  }
+  if (auto* r = f.find("retain_bytes")) {
+    c.retain_bytes = as_size(*r, 1, "a retention size larger than segment_bytes");
+  }
+  if (c.retain_bytes <= c.segment_bytes) {
+    const Value* r = f.find("retain_bytes");
+    fail(r ? r->mark : v.mark, "capture.retain_bytes: " + size_text(c.retain_bytes) +
+                                   " is not larger than segment_bytes (" +
+                                   size_text(c.segment_bytes) +
+                                   "); expected room for more than one segment, such as 64GiB");
+  }
+  if (auto* q = f.find("queue_depth")) c.queue_depth = static_cast<unsigned>(as_int(*q, 1, 1024));
+  if (auto* b = f.find("backend")) {
+    c.backend = static_cast<CaptureBackend>(as_choice(*b, {"auto", "uring", "passthru"}));
+  }
+  if (auto* m = f.find("flush_ms")) c.flush_ms = static_cast<unsigned>(as_int(*m, 1, 3600000));
+  if (auto* m = f.find("malformed")) c.malformed = as_bool(*m);
+  return c;
+}
+
+Appliance decode_appliance(const YAML::Node& root, const std::string& path) {
+  const Value doc{root, root.Mark(), root.Mark(), ""};
   Fields f(doc,
            std::vector<std::string_view>(std::begin(kApplianceKeys), std::end(kApplianceKeys)));
   Appliance a;
@@ -418,6 +500,14 @@ Appliance decode_appliance(const YAML::Node& root, const std::string& path) {
   if (auto* m = f.find("mempool")) a.mempool = decode_mempool(*m);
   if (auto* t = f.find("telemetry")) a.telemetry = decode_telemetry(*t);
   if (auto* l = f.find("logging")) a.logging = decode_logging(*l);
+  if (auto* c = f.find("capture")) {
+    a.capture = decode_capture(*c, a.workers);
+    const std::filesystem::path cp(a.capture->path);
+    if (!cp.is_absolute()) {
+      a.capture->path = (std::filesystem::path(path).parent_path() / cp).string();
+    }
+    a.capture->mark.file = a.capture->lcore_mark.file = a.capture->path_mark.file = path;
+  }
 
   const std::string kFlows = "the path of the flows file (relative to this file's folder)";
   const Value& flows = f.need("flows", kFlows);
@@ -612,8 +702,12 @@ Rule decode_rule(const Value& v, const Appliance& app) {
     }
   }
   if (auto* c = f.find("capture"); c && as_bool(*c)) {
-    fail(c->mark, c->path + ": " + std::string(kCaptureUnavailable) +
-                      "; expected capture: false or no capture key (remove it)");
+    if (!app.capture) {
+      fail(c->mark, c->path + ": capture: true but " + app.path +
+                        " has no capture section; expected a capture: section there (see "
+                        "CONTRACT) or capture: false");
+    }
+    r.capture = true;
   }
   return r;
 }

@@ -57,6 +57,25 @@ struct TelemetryConfig {
   Mark prometheus_mark;
 };
 
+// The capture store (CONTRACT "Capture store"). Absent from the file: capture disabled.
+enum class CaptureBackend : uint8_t { kAuto, kUring, kPassthru };
+
+struct CaptureConfig {
+  unsigned lcore = 0;
+  std::string path;  // resolved against the appliance file's folder
+  uint64_t chunk_bytes = 1ull << 20;
+  uint64_t segment_bytes = 1ull << 30;
+  uint64_t retain_bytes = 64ull << 30;
+  unsigned queue_depth = 32;
+  uint32_t snaplen = 65535;
+  CaptureBackend backend = CaptureBackend::kAuto;
+  unsigned flush_ms = 1000;
+  bool malformed = false;  // also capture every packet that fails validation
+  Mark mark;               // of the section
+  Mark lcore_mark;
+  Mark path_mark;
+};
+
 enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError };
 
 struct LoggingConfig {
@@ -71,6 +90,7 @@ struct Appliance {
   MempoolConfig mempool;
   std::string flows_path;  // resolved against the appliance file's folder
   Mark flows_mark;
+  std::optional<CaptureConfig> capture;
   TelemetryConfig telemetry;
   LoggingConfig logging;
 
@@ -110,6 +130,7 @@ struct Rule {
   Action action = Action::kDrop;
   std::optional<uint16_t> to;      // port id; set iff action is forward
   std::optional<uint16_t> mirror;  // port id
+  bool capture = false;            // also write a copy to the capture store
   Mark mark;
 };
 

@@ -59,6 +59,7 @@ std::vector<std::string> rule_changes(const config::Rule& a, const config::Rule&
   }
   auto mirror = [&](uint16_t id) { return port_text(app, id); };
   compare(out, "mirror", a.mirror, b.mirror, mirror);
+  if (a.capture != b.capture) out.push_back(b.capture ? "capture on" : "capture off");
   return out;
 }
 

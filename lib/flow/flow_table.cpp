@@ -247,8 +247,8 @@ Result<CtxPtr> build_ctx(const CtxSpec& spec, const config::Flows& flows,
 }
 
 RuleAction to_action(config::Action a, const std::optional<uint16_t>& to,
-                     const std::optional<uint16_t>& mirror) {
-  return RuleAction{a, to.value_or(kNoPort), mirror.value_or(kNoPort)};
+                     const std::optional<uint16_t>& mirror, bool capture = false) {
+  return RuleAction{a, capture, to.value_or(kNoPort), mirror.value_or(kNoPort)};
 }
 
 }  // namespace
@@ -323,7 +323,7 @@ Result<std::unique_ptr<FlowTable>> FlowTable::build(const config::Flows& flows,
   t->actions_.reserve(n);
   t->names_.reserve(n);
   for (const config::Rule& r : flows.rules) {
-    t->actions_.push_back(to_action(r.action, r.to, r.mirror));
+    t->actions_.push_back(to_action(r.action, r.to, r.mirror, r.capture));
     t->names_.push_back(r.name);
   }
   t->fallback_ = to_action(flows.fallback.action, flows.fallback.to, std::nullopt);

@@ -26,6 +26,7 @@ inline constexpr uint16_t kNoPort = UINT16_MAX;
 // What a rule does, flattened for the data path.
 struct RuleAction {
   config::Action action;
+  bool capture;     // a copy goes to the capture store
   uint16_t to;      // egress port id, kNoPort for drop
   uint16_t mirror;  // mirror port id, kNoPort for none
 };

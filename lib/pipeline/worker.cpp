@@ -6,11 +6,14 @@
 #include <rte_mbuf.h>
 #include <rte_prefetch.h>
 #include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cstring>
+
+#include "lib/capture/handoff.h"
 
 namespace sluice::pipeline {
 
@@ -49,6 +52,23 @@ simd::PacketView view_of(Worker& w, unsigned slot, rte_mbuf* m) noexcept {
   v.data = static_cast<const uint8_t*>(rte_pktmbuf_read(m, 0, len, w.scratch[slot].data()));
   v.data_len = len;
   return v;
+}
+
+// Hands copies to the capture lcore: one more reference each (every segment), the burst's RX
+// TSC, one burst enqueue. What the ring cannot take is counted under capture_full and the
+// extra reference dropped; the packets themselves go on as their rules say.
+void hand_to_capture(Worker& w, rte_mbuf** cap, unsigned n, uint64_t rx_tsc) noexcept {
+  for (unsigned i = 0; i < n; ++i) {
+    rte_pktmbuf_refcnt_update(cap[i], 1);
+    *capture::rx_tsc_of(cap[i], w.rx_tsc_field) = rx_tsc;
+  }
+  const unsigned sent =
+      rte_ring_sp_enqueue_burst(w.capture_ring, reinterpret_cast<void**>(cap), n, nullptr);
+  w.counters.capture_enqueued.add(sent);
+  if (sent != n) [[unlikely]] {
+    w.counters.drops[static_cast<size_t>(stats::Drop::kCaptureFull)].add(n - sent);
+    rte_pktmbuf_free_bulk(cap + sent, n - sent);
+  }
 }
 
 }  // namespace
@@ -114,7 +134,10 @@ void process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t n,
   std::array<rte_mbuf*, kMaxBurst> valid;
   std::array<uint32_t, kMaxBurst> results;
   std::array<rte_mbuf*, kMaxBurst> to_free;
+  std::array<rte_mbuf*, kMaxBurst> cap;
   uint16_t nb_free = 0;
+  unsigned nb_cap = 0;
+  const bool capturing = w.capture_ring != nullptr;
   auto& c = w.counters;
 
   // 1. Prefetch and validate. The validator never writes a key's in_port, so it is set here,
@@ -138,6 +161,7 @@ void process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t n,
       if (verdicts[i] != simd::Verdict::kOk) {
         c.drops[static_cast<size_t>(stats::drop_of(verdicts[i]))].add(1);
         to_free[nb_free++] = pkts[i];
+        if (w.capture_malformed) cap[nb_cap++] = pkts[i];
         continue;
       }
       key_of[k] = &keys[i];
@@ -198,6 +222,8 @@ void process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t n,
       reason = 2;
     }
     const bool fwd = a->action == config::Action::kForward;
+    if (capturing && a->capture) [[unlikely]]
+      cap[nb_cap++] = m;
     if (a->mirror != flow::kNoPort) [[unlikely]] {
       if (fwd) rte_pktmbuf_refcnt_update(m, 1);  // every segment: one reference per port
       out[nb_out] = m;
@@ -221,6 +247,10 @@ void process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t n,
   for (unsigned k = 0; k < kPolicy.size(); ++k) {
     if (policy_drops[k] != 0) c.drops[static_cast<size_t>(kPolicy[k])].add(policy_drops[k]);
   }
+
+  // Copies to capture take their reference before anything below sends or frees the packet.
+  if (nb_cap != 0) [[unlikely]]
+    hand_to_capture(w, cap.data(), nb_cap, rx_tsc);
 
   // 4. Into the TX buffers, port by port; a full buffer is sent at once, as rte_eth_tx_buffer
   // does. When one port takes everything (the common case), the list is copied in blocks.

@@ -21,6 +21,7 @@
 #include "simd/validate.h"
 
 struct rte_mbuf;
+struct rte_ring;
 struct rte_rcu_qsbr;
 struct rte_eth_dev_tx_buffer;
 
@@ -56,6 +57,12 @@ struct alignas(64) Worker {
   uint32_t flow_cache_entries = flow::FlowCache::kDefaultEntries;  // 0: every key to rte_acl
   uint64_t drain_cycles = 0;
   double ns_per_cycle = 0;
+  // Capture hand-off (null: capture off): copies of packets whose rule says capture (and with
+  // capture_malformed, of every packet that fails validation) go to the capture lcore as mbuf
+  // references, their RX TSC in the dynamic field at rx_tsc_field.
+  rte_ring* capture_ring = nullptr;
+  bool capture_malformed = false;
+  int rx_tsc_field = -1;
 
   // Made by worker_prepare (null when flow_cache_entries is 0); the worker's alone.
   std::unique_ptr<flow::FlowCache> cache;

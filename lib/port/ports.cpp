@@ -23,6 +23,8 @@ namespace {
 
 constexpr auto kLinkTimeout = std::chrono::seconds(5);
 constexpr uint32_t kSlackMbufs = 1024;
+// The capture lcore dequeues at most this many mbufs at a time (lib/capture kBurst).
+constexpr uint32_t kCaptureBurst = 64;
 constexpr uint16_t kL2Overhead = RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN + 2 * 4;  // + QinQ
 
 uint16_t rx_queues_of(const config::Appliance& app, const config::PortConfig& p) {
@@ -84,9 +86,13 @@ PoolSizing size_pool(const config::Appliance& app, const std::vector<size_t>& po
   }
   // In flight per worker: the RX burst, plus a TX buffer of one burst per port.
   uint32_t bursts = workers * app.workers.burst * static_cast<uint32_t>(1 + ports.size());
+  // Capture: every worker's hand-off ring full, plus the burst the capture lcore holds, so a
+  // capture path that falls behind never takes an mbuf RX needs.
+  const uint32_t capture = app.capture ? workers * app.rings.size + kCaptureBurst : 0;
   // Per-lcore caches may hold up to 1.5x their size each (rte_mempool's flush threshold).
-  uint32_t caches = (workers + 1) * app.mempool.cache * 3 / 2;
-  uint32_t needed = rx + tx + bursts + caches + kSlackMbufs;
+  const uint32_t lcores = workers + 1 + (app.capture ? 1 : 0);
+  uint32_t caches = lcores * app.mempool.cache * 3 / 2;
+  uint32_t needed = rx + tx + bursts + capture + caches + kSlackMbufs;
   if (app.mempool.mbufs) {
     s.mbufs = *app.mempool.mbufs;
   } else {
@@ -103,10 +109,10 @@ PoolSizing size_pool(const config::Appliance& app, const std::vector<size_t>& po
   // Objects, plus the ring (8 bytes a slot) and the pool header with its caches.
   s.bytes = uint64_t{s.mbufs} * s.object_bytes + rte_align32pow2(s.mbufs + 1) * 8 + (1u << 20);
   s.breakdown = fmt::format(
-      "rx descriptors {} + tx descriptors {} + bursts {} + caches {} + "
+      "rx descriptors {} + tx descriptors {} + bursts {} + {}caches {} + "
       "slack {} = {}{}",
-      rx, tx, bursts, caches, kSlackMbufs, needed,
-      app.mempool.mbufs ? fmt::format(" (configured: {})", s.mbufs) : "");
+      rx, tx, bursts, app.capture ? fmt::format("capture rings {} + ", capture) : "", caches,
+      kSlackMbufs, needed, app.mempool.mbufs ? fmt::format(" (configured: {})", s.mbufs) : "");
   return s;
 }
 

@@ -113,10 +113,11 @@ struct alignas(64) WorkerCounters {
   PacketBytes fallback;  // packets that matched no rule ("default")
   PacketBytes non_ip;
   Counter rx_packets;
-  Counter cache_hits;      // classify answers from the worker's flow cache
-  Counter cache_misses;    // ... and from rte_acl after a lookup
-  Counter cache_bypassed;  // ... from rte_acl while the cache stands aside (no locality)
-  Counter loops;           // heartbeat: the main lcore sees a stuck worker
+  Counter cache_hits;        // classify answers from the worker's flow cache
+  Counter cache_misses;      // ... and from rte_acl after a lookup
+  Counter cache_bypassed;    // ... from rte_acl while the cache stands aside (no locality)
+  Counter capture_enqueued;  // copies handed to the capture lcore (capture_full: refused)
+  Counter loops;             // heartbeat: the main lcore sees a stuck worker
   LatencyHistogram latency;
 };
 

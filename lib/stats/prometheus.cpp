@@ -93,6 +93,34 @@ std::string to_prometheus(const Snapshot& s) {
   o += fmt::format("sluice_flow_cache_lookups_total{{result=\"miss\"}} {}\n", s.flow_cache.misses);
   o += fmt::format("sluice_flow_cache_lookups_total{{result=\"bypassed\"}} {}\n",
                    s.flow_cache.bypassed);
+  if (s.capture.enabled) {
+    struct CaptureMetric {
+      const char* name;
+      const char* help;
+      uint64_t value;
+    };
+    const CaptureMetric counters[] = {
+        {"sluice_capture_packets_total", "Packets recorded in the capture store.",
+         s.capture.packets},
+        {"sluice_capture_bytes_total", "Frame bytes of the packets recorded.", s.capture.bytes},
+        {"sluice_capture_chunks_total", "Chunks written to the capture store.", s.capture.chunks},
+        {"sluice_capture_segments_total", "Capture segments closed.", s.capture.segments},
+        {"sluice_capture_dropped_total",
+         "Copies for capture not recorded (ring full, no buffer, write failed).",
+         s.capture.dropped},
+        {"sluice_capture_write_errors_total", "Chunk writes that failed.", s.capture.write_errors},
+        {"sluice_capture_written_bytes_total", "Bytes of chunks written.", s.capture.bytes_written},
+    };
+    for (const auto& m : counters) {
+      family(o, m.name, "counter", m.help);
+      o += fmt::format("{} {}\n", m.name, m.value);
+    }
+    family(o, "sluice_capture_ring_entries", "gauge",
+           "Copies waiting in the workers' capture hand-off rings, and their capacity.");
+    o += fmt::format("sluice_capture_ring_entries{{state=\"used\"}} {}\n", s.capture.ring_used);
+    o += fmt::format("sluice_capture_ring_entries{{state=\"capacity\"}} {}\n",
+                     s.capture.ring_capacity);
+  }
   family(o, "sluice_latency_nanoseconds", "gauge", "Processing latency percentiles.");
   o += fmt::format("sluice_latency_nanoseconds{{quantile=\"0.5\"}} {}\n", s.latency_ns.p50);
   o += fmt::format("sluice_latency_nanoseconds{{quantile=\"0.99\"}} {}\n", s.latency_ns.p99);

@@ -127,8 +127,11 @@ std::string to_json(const Snapshot& s) {
   o += fmt::format("  \"non_ip\": {},\n", pkt_bytes(s.non_ip));
   o += fmt::format(
       "  \"capture\": {{\"packets\": {}, \"bytes\": {}, \"chunks\": {}, \"segments\": {}, "
-      "\"dropped\": {}}},\n",
-      s.capture.packets, s.capture.bytes, s.capture.chunks, s.capture.segments, s.capture.dropped);
+      "\"dropped\": {}, \"write_errors\": {}, \"bytes_written\": {}, \"ring_used\": {}, "
+      "\"ring_capacity\": {}}},\n",
+      s.capture.packets, s.capture.bytes, s.capture.chunks, s.capture.segments, s.capture.dropped,
+      s.capture.write_errors, s.capture.bytes_written, s.capture.ring_used,
+      s.capture.ring_capacity);
   o += fmt::format(
       "  \"reload\": {{\"generation\": {}, \"ok\": {}, \"failed\": {}, \"last_error\": {}}},\n",
       s.reload.generation, s.reload.ok, s.reload.failed, quote(s.reload.last_error));
@@ -195,6 +198,14 @@ std::string to_table(const Snapshot& s, const Snapshot* prev, double interval_s)
   o += fmt::format("\n  mempool: {}/{} available   latency p50/p99/max: {}/{}/{} ns\n",
                    s.mempool.available, s.mempool.total, s.latency_ns.p50, s.latency_ns.p99,
                    s.latency_ns.max);
+  if (s.capture.enabled) {
+    o += fmt::format(
+        "  capture: {} pkts {} bytes, {} chunks, {} segments closed, {} bytes written, "
+        "dropped {}, write errors {}, rings {}/{}\n",
+        s.capture.packets, s.capture.bytes, s.capture.chunks, s.capture.segments,
+        s.capture.bytes_written, s.capture.dropped, s.capture.write_errors, s.capture.ring_used,
+        s.capture.ring_capacity);
+  }
   if (s.flow_cache.entries != 0) {
     const uint64_t looked = s.flow_cache.hits + s.flow_cache.misses;
     o += fmt::format(

@@ -33,7 +33,10 @@ struct Snapshot {
   Totals fallback;
   Totals non_ip;
   struct {
+    bool enabled = false;
     uint64_t packets = 0, bytes = 0, chunks = 0, segments = 0, dropped = 0;
+    uint64_t write_errors = 0, bytes_written = 0;
+    uint64_t ring_used = 0, ring_capacity = 0;  // summed over the workers' hand-off rings
   } capture;
   struct {
     uint64_t generation = 1, ok = 0, failed = 0;

@@ -34,7 +34,14 @@ int cmd_stats(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_add_dict_u64(d, "non_ip/packets", s.non_ip.packets);
   rte_tel_data_add_dict_u64(d, "non_ip/bytes", s.non_ip.bytes);
   rte_tel_data_add_dict_u64(d, "capture/packets", s.capture.packets);
+  rte_tel_data_add_dict_u64(d, "capture/bytes", s.capture.bytes);
+  rte_tel_data_add_dict_u64(d, "capture/chunks", s.capture.chunks);
+  rte_tel_data_add_dict_u64(d, "capture/segments", s.capture.segments);
   rte_tel_data_add_dict_u64(d, "capture/dropped", s.capture.dropped);
+  rte_tel_data_add_dict_u64(d, "capture/write_errors", s.capture.write_errors);
+  rte_tel_data_add_dict_u64(d, "capture/bytes_written", s.capture.bytes_written);
+  rte_tel_data_add_dict_u64(d, "capture/ring_used", s.capture.ring_used);
+  rte_tel_data_add_dict_u64(d, "capture/ring_capacity", s.capture.ring_capacity);
   rte_tel_data_add_dict_u64(d, "reload/generation", s.reload.generation);
   rte_tel_data_add_dict_u64(d, "reload/ok", s.reload.ok);
   rte_tel_data_add_dict_u64(d, "reload/failed", s.reload.failed);

@@ -358,323 +358,81 @@ TEST_F(ConfigTest, RepoExamplesLoad) {
 TEST_F(ConfigTest, BadUnknownTopLevelKey) {
   app_error(std::string(kApp) + "bogus: 1\n", "11:1", "unknown key 'bogus'");
   app_error(std::string(kApp) + "bogus: 1\n", "11:1",
-            "expected one of ports, workers, rings, mempool, flows, telemetry, logging");
+            "expected one of ports, workers, rings, mempool, flows, telemetry, logging, capture");
+}
+
+TEST_F(ConfigTest, CaptureSection) {
+  // Defaults from CONTRACT; a relative path resolves against the file's folder.
+  const std::string path =
+      write("sluice.yaml", std::string(kApp) + "capture:\n  lcore: 3\n  path: store\n");
+  auto r = load_appliance(path);
+  ASSERT_TRUE(r.ok()) << r.error();
+  ASSERT_TRUE(r->capture);
+  const CaptureConfig& c = *r->capture;
+  EXPECT_EQ(c.lcore, 3u);
+  EXPECT_EQ(c.path, (dir_ / "store").string());
+  EXPECT_EQ(c.chunk_bytes, 1u << 20);
+  EXPECT_EQ(c.segment_bytes, 1ull << 30);
+  EXPECT_EQ(c.retain_bytes, 64ull << 30);
+  EXPECT_EQ(c.queue_depth, 32u);
+  EXPECT_EQ(c.snaplen, 65535u);
+  EXPECT_EQ(c.flush_ms, 1000u);
+  EXPECT_EQ(c.backend, CaptureBackend::kAuto);
+  EXPECT_FALSE(c.malformed);
+  EXPECT_EQ(c.lcore_mark.str(), path + ":12:10");
+
+  auto all = load_appliance(write(
+      "sluice.yaml", std::string(kApp) +
+                         "capture:\n  lcore: 3\n  path: /srv/cap\n  chunk_bytes: 64KiB\n"
+                         "  segment_bytes: 1MiB\n  retain_bytes: 3MiB\n  queue_depth: 8\n"
+                         "  snaplen: 1518\n  backend: uring\n  flush_ms: 50\n  malformed: true\n"));
+  ASSERT_TRUE(all.ok()) << all.error();
+  EXPECT_EQ(all->capture->chunk_bytes, 64u << 10);
+  EXPECT_EQ(all->capture->segment_bytes, 1u << 20);
+  EXPECT_EQ(all->capture->retain_bytes, 3u << 20);
+  EXPECT_EQ(all->capture->queue_depth, 8u);
+  EXPECT_EQ(all->capture->snaplen, 1518u);
+  EXPECT_EQ(all->capture->backend, CaptureBackend::kUring);
+  EXPECT_EQ(all->capture->flush_ms, 50u);
+  EXPECT_TRUE(all->capture->malformed);
+  EXPECT_EQ(all->capture->path, "/srv/cap");
+
+  auto none = load_appliance(write("sluice.yaml", kApp));
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->capture);
 }
 
 TEST_F(ConfigTest, BadCaptureSection) {
-  app_error(std::string(kApp) + "capture:\n  lcore: 2\n  path: /var/lib/sluice\n", "11:1",
-            "capture is not available in this build");
-  app_error(std::string(kApp) + "capture: {}\n", "11:1", "later release");
-  app_error(std::string(kApp) + "capture: {}\n", "11:1", "remove it");
-}
-
-TEST_F(ConfigTest, BadPortsType) {
-  app_error(std::string("ports:\n  wan: x\n") + kTail, "2:3", "ports: got a map; expected a list");
-  app_error(std::string("ports: []\n") + kTail, "1:8", "expected at least one port");
-  app_error(kTail, "1:1", "missing required key 'ports'");
-}
-
-TEST_F(ConfigTest, BadTooManyPorts) {
-  // Port 33 starts on line 1 + 32 * 2 + 1.
-  app_error(ports(33) + kTail, "66:5", "33 ports; expected at most 32");
-  EXPECT_TRUE(load_appliance(write("sluice.yaml", ports(32) + kTail)).ok());
-}
-
-TEST_F(ConfigTest, BadPortKey) {
-  app_error(std::string(kOnePort) + "    speed: 10G\n" + kTail, "4:5",
-            "ports[0]: unknown key 'speed'; expected one of name, device, rx_queues");
-}
-
-TEST_F(ConfigTest, BadPortName) {
-  app_error(std::string("ports:\n  - name: WAN\n    device: x\n") + kTail, "2:11",
-            "ports[0].name: 'WAN' is not a valid port name");
-  app_error(std::string("ports:\n  - name: ") + std::string(32, 'a') + "\n    device: x\n" + kTail,
-            "2:11", "1 to 31 characters");
-}
-
-TEST_F(ConfigTest, BadDuplicatePortName) {
-  app_error(std::string(kOnePort) + "  - name: wan\n    device: y\n" + kTail, "4:11",
-            "duplicate port name 'wan' (first at line 2)");
-}
-
-TEST_F(ConfigTest, BadDevice) {
-  app_error(std::string("ports:\n  - name: wan\n    device: \"\"\n") + kTail, "3:13",
-            "ports[0].device: empty device");
-  app_error(std::string("ports:\n  - name: wan\n") + kTail, "2:5",
-            "ports[0]: missing required key 'device'");
-  app_error(std::string("ports:\n  - name: wan\n    device: [a]\n") + kTail, "3:13",
-            "got a list; expected a PCI address");
-}
-
-TEST_F(ConfigTest, BadPortNumbers) {
-  app_error(std::string(kOnePort) + "    rx_queues: 0\n" + kTail, "4:16",
-            "ports[0].rx_queues: 0 is out of range; expected an integer 1..64");
-  app_error(std::string(kOnePort) + "    rx_descriptors: 32\n" + kTail, "4:21",
-            "expected an integer 64..32768");
-  app_error(std::string(kOnePort) + "    tx_descriptors: 65536\n" + kTail, "4:21",
-            "expected an integer 64..32768");
-  app_error(std::string(kOnePort) + "    mtu: 9601\n" + kTail, "4:10",
-            "ports[0].mtu: 9601 is out of range; expected an integer 68..9600");
-  app_error(std::string(kOnePort) + "    mtu: \"1500\"\n" + kTail, "4:10",
-            "got the string \"1500\"; expected an integer 68..9600");
-  app_error(std::string(kOnePort) + "    mtu: big\n" + kTail, "4:10", "got 'big'; expected");
-  app_error(std::string(kOnePort) + "    mtu: 99999999999999999999\n" + kTail, "4:10",
-            "is out of range");
-}
-
-TEST_F(ConfigTest, BadLcores) {
-  const std::string head = std::string(kOnePort) + "flows: f.yaml\nworkers:\n";
-  app_error(head + "  lcores: []\n", "6:11", "workers.lcores: got a list; expected at least one");
-  app_error(head + "  lcores: 1\n", "6:11", "got '1'; expected a list of lcore numbers");
-  app_error(head + "  lcores: [1, 2, 1]\n", "6:18", "lcore 1 is listed twice (first at line 6)");
-  app_error(head + "  lcores: [1024]\n", "6:12",
-            "1024 is out of range; expected an integer 0..1023");
-  app_error(head + "  lcores: [-1]\n", "6:12", "expected an integer 0..1023");
-  app_error(head + "  burst: 8\n", "6:3", "workers: missing required key 'lcores'");
-  app_error(std::string(kOnePort) + "flows: f.yaml\n", "1:1", "missing required key 'workers'");
-}
-
-TEST_F(ConfigTest, BadBurst) {
-  app_error(std::string(kOnePort) + "flows: f.yaml\nworkers:\n  lcores: [1]\n  burst: 65\n", "7:10",
-            "workers.burst: 65 is out of range; expected an integer 1..64");
-}
-
-TEST_F(ConfigTest, FlowCacheEntries) {
-  const std::string head = std::string(kOnePort) + "flows: flows.yaml\nworkers:\n  lcores: [1]\n";
-  app_error(head + "  flow_cache: 3000\n", "7:15",
-            "workers.flow_cache: 3000 is not a power of two from 2; expected 0 (off) or a power of "
-            "two 2..1048576 (entries per worker) (did you mean 4096?)");
-  app_error(head + "  flow_cache: 1\n", "7:15", "(did you mean 2?)");
-  app_error(head + "  flow_cache: 2097152\n", "7:15", "2097152 is out of range");
-  app_error(head + "  flow_cache: lots\n", "7:15", "expected 0 (off) or a power of two");
-  for (auto [text, want] :
-       {std::pair{"  flow_cache: 0\n", 0u}, {"  flow_cache: 1024\n", 1024u}, {"", 8192u}}) {
-    auto cfg = load_ok(head + text, "version: 1\nrules: []\n");
-    ASSERT_TRUE(cfg);
-    EXPECT_EQ(cfg->appliance.workers.flow_cache, want) << text;
-  }
-}
-
-TEST_F(ConfigTest, BadRingSize) {
-  app_error(std::string(kOnePort) + kTail + "rings:\n  size: 1000\n", "8:9",
-            "rings.size: 1000 is not a power of two; expected a power of two 64..1048576 (did you "
-            "mean 1024?)");
-  app_error(std::string(kOnePort) + kTail + "rings:\n  size: 32\n", "8:9", "out of range");
-  app_error(std::string(kOnePort) + kTail + "rings:\n  size: 2097152\n", "8:9", "out of range");
-  app_error(std::string(kOnePort) + kTail + "rings: 4096\n", "7:8",
-            "expected a map with keys size");
-}
-
-TEST_F(ConfigTest, BadMempool) {
-  app_error(std::string(kOnePort) + kTail + "mempool:\n  mbufs: 100\n", "8:10",
-            "mempool.mbufs: 100 is out of range; expected auto or an integer >= 1024");
-  app_error(std::string(kOnePort) + kTail + "mempool:\n  mbufs: lots\n", "8:10",
-            "got 'lots'; expected auto or an integer >= 1024");
-  app_error(std::string(kOnePort) + kTail + "mempool:\n  cache: 513\n", "8:10",
-            "expected an integer 0..512");
-}
-
-TEST_F(ConfigTest, BadFlowsKey) {
-  app_error(std::string(kOnePort) + "workers: { lcores: [1] }\n", "1:1",
-            "missing required key 'flows'");
-  app_error(std::string(kOnePort) + "workers: { lcores: [1] }\nflows: \"\"\n", "5:8",
-            "flows: empty path");
-  app_error(std::string(kOnePort) + "workers: { lcores: [1] }\nflows: [a]\n", "5:8",
-            "flows: got a list; expected the path of the flows file");
-}
-
-TEST_F(ConfigTest, BadTelemetry) {
-  const std::string base = std::string(kOnePort) + kTail + "telemetry:\n";
-  app_error(base + "  prometheus: localhost\n", "8:15", "'localhost' has no port");
-  app_error(base + "  prometheus: 127.0.0.1:0\n", "8:15", "not 1..65535");
-  app_error(base + "  prometheus: 127.0.0.1:65536\n", "8:15", "not 1..65535");
-  app_error(base + "  prometheus: :9464\n", "8:15", "has no host");
-  app_error(base + "  prometheus: \"::1:9464\"\n", "8:15", "without brackets");
-  app_error(base + "  port: 9464\n", "8:3",
-            "telemetry: unknown key 'port'; expected one of prometheus");
-}
-
-TEST_F(ConfigTest, BadLogLevel) {
-  app_error(std::string(kOnePort) + kTail + "logging:\n  level: verbose\n", "8:10",
-            "logging.level: got 'verbose'; expected trace|debug|info|warn|error");
-}
-
-TEST_F(ConfigTest, BadDuplicateKey) {
-  app_error(std::string(kOnePort) + kTail + "workers: { lcores: [2] }\n", "7:1",
-            "duplicate key 'workers' (first at line 4)");
-}
-
-TEST_F(ConfigTest, BadYamlSyntax) {
-  app_error(std::string(kOnePort) + "workers: { lcores: [1]\nflows: f.yaml\n", "5:1",
-            "invalid YAML");
-  app_error("ports: a: b\n", "1:9", "invalid YAML: illegal map value");
-}
-
-TEST_F(ConfigTest, BadTopLevelType) {
-  app_error("- a\n- b\n", "1:1", "got a list; expected a map with keys ports, workers");
-  app_error("", "1:1", "missing required key 'ports'");
-}
-
-TEST_F(ConfigTest, MissingFile) {
-  const std::string path = (dir_ / "nope.yaml").string();
-  auto r = load_appliance(path);
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error(), "cannot read " + path + ": No such file or directory");
-
-  auto d = load_appliance(dir_.string());  // a directory
-  ASSERT_FALSE(d.ok());
-  EXPECT_EQ(d.error().rfind("cannot read " + dir_.string() + ": ", 0), 0u) << d.error();
-}
-
-// ---- bad flows files ----
-
-TEST_F(ConfigTest, BadFlowsFileMissing) {
-  const std::string app = write("sluice.yaml", kApp);
-  auto r = load(app);
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error(), app + ":10:8: flows: cannot read " + (dir_ / "flows.yaml").string() +
-                           ": No such file or directory");
-}
-
-TEST_F(ConfigTest, BadVersion) {
-  flows_error("version: 2\n", "1:10", "version: '2' is not a flows file version");
-  flows_error("version: 2\n", "1:10", "expected version: 1");
-  flows_error("rules: []\n", "1:1", "missing required key 'version'");
-}
-
-TEST_F(ConfigTest, BadFlowsTopLevelKey) {
-  flows_error("version: 1\nrule: []\n", "2:1",
-              "unknown key 'rule' at the top level; expected one of version, non_ip, default, "
-              "rules");
-}
-
-TEST_F(ConfigTest, BadPolicies) {
-  flows_error("version: 1\nnon_ip: { action: forward }\n", "2:19",
-              "non_ip.action: forward without a port; expected 'to: PORT'");
-  flows_error("version: 1\ndefault: { action: drop, to: lan }\n", "2:26",
-              "default.to: 'to' with action drop");
-  flows_error("version: 1\ndefault: { action: pass }\n", "2:20",
-              "default.action: got 'pass'; expected forward|drop");
-  flows_error("version: 1\nnon_ip: { action: drop, mirror: tap }\n", "2:25",
-              "non_ip: unknown key 'mirror'; expected one of action, to");
-  flows_error("version: 1\nnon_ip: drop\n", "2:9", "non_ip: got 'drop'; expected a map");
-}
-
-TEST_F(ConfigTest, BadRulesType) {
-  flows_error("version: 1\nrules:\n  name: a\n", "3:3",
-              "rules: got a map; expected a list of rules");
-  flows_error("version: 1\nrules:\n  - drop\n", "3:5", "rules[0]: got 'drop'; expected a map");
-}
-
-TEST_F(ConfigTest, BadRuleKey) {
-  flows_error("version: 1\nrules:\n  - name: a\n    action: drop\n    prio: 3\n", "5:5",
-              "rules[0]: unknown key 'prio'; expected one of name, priority, match, action, to, "
-              "mirror, capture");
-  flows_error("version: 1\nrules:\n  - name: a\n    action: drop\n    match: { port: 3 }\n", "5:14",
-              "rules[0].match: unknown key 'port'");
-}
-
-TEST_F(ConfigTest, BadRuleName) {
-  flows_error("version: 1\nrules:\n  - name: has space\n    action: drop\n", "3:11",
-              "rules[0].name: 'has space' is not a valid rule name");
-  flows_error("version: 1\nrules:\n  - action: drop\n", "3:5",
-              "rules[0]: missing required key 'name'");
-}
-
-TEST_F(ConfigTest, BadDuplicateRuleName) {
-  flows_error(
-      "version: 1\nrules:\n  - name: dns\n    action: drop\n  - name: x\n    action: drop\n"
-      "  - name: dns\n    action: drop\n",
-      "7:11", "rules[2].name: duplicate rule name 'dns' (first at line 3)");
-}
-
-TEST_F(ConfigTest, BadPriority) {
-  flows_error("version: 1\nrules:\n  - name: a\n    priority: 65536\n    action: drop\n", "4:15",
-              "rules[0].priority: 65536 is out of range; expected an integer 0..65535");
-  flows_error("version: 1\nrules:\n  - name: a\n    priority: high\n    action: drop\n", "4:15",
-              "got 'high'; expected an integer 0..65535");
-}
-
-TEST_F(ConfigTest, BadUnknownPorts) {
-  const std::string kPorts = "expected one of the configured ports: wan, lan, tap";
-  flows_error("version: 1\nrules:\n  - name: a\n    match: { in_port: dmz }\n    action: drop\n",
-              "4:23", "rules[0].match.in_port: unknown port 'dmz'; " + kPorts);
-  flows_error("version: 1\nrules:\n  - name: a\n    action: forward\n    to: dmz\n", "5:9",
-              "rules[0].to: unknown port 'dmz'; " + kPorts);
-  flows_error("version: 1\nrules:\n  - name: a\n    action: drop\n    mirror: dmz\n", "5:13",
-              "rules[0].mirror: unknown port 'dmz'; " + kPorts);
-  flows_error("version: 1\nnon_ip: { action: forward, to: dmz }\n", "2:32",
-              "non_ip.to: unknown port 'dmz'; " + kPorts);
-}
-
-TEST_F(ConfigTest, BadProto) {
-  flows_error("version: 1\nrules:\n  - name: a\n    match: { proto: tpc }\n    action: drop\n",
-              "4:21", "got 'tpc'; expected tcp|udp|icmp|icmpv6|sctp|gre|esp or a number 0..255");
-  flows_error("version: 1\nrules:\n  - name: a\n    match: { proto: 256 }\n    action: drop\n",
-              "4:21", "got '256'; expected tcp|udp");
-}
-
-TEST_F(ConfigTest, BadCidrHostBits) {
-  flows_error("version: 1\nrules:\n  - name: a\n    match: { src: 10.0.0.1/8 }\n    action: drop\n",
-              "4:19", "rules[0].match.src: 10.0.0.1/8 has host bits set; did you mean 10.0.0.0/8?");
-  flows_error(
-      "version: 1\nrules:\n  - name: a\n    match:\n      dst: \"2001:db8::1/32\"\n"
-      "    action: drop\n",
-      "5:12", "2001:db8::1/32 has host bits set; did you mean 2001:db8::/32?");
-  flows_error(
-      "version: 1\nrules:\n  - name: a\n    match: { dst: 192.168.1.129/25 }\n"
-      "    action: drop\n",
-      "4:19", "did you mean 192.168.1.128/25?");
-}
-
-TEST_F(ConfigTest, BadCidrPrefix) {
-  flows_error(
-      "version: 1\nrules:\n  - name: a\n    match: { src: 10.0.0.0/33 }\n    action: drop\n",
-      "4:19", "prefix '/33' is out of range for IPv4 (0..32)");
-  flows_error("version: 1\nrules:\n  - name: a\n    match: { src: \"::/129\" }\n    action: drop\n",
-              "4:19", "prefix '/129' is out of range for IPv6 (0..128)");
-  flows_error("version: 1\nrules:\n  - name: a\n    match: { src: 10.0.0.0/ }\n    action: drop\n",
-              "4:19", "prefix '/' is out of range");
-  flows_error("version: 1\nrules:\n  - name: a\n    match: { src: 10.0.0.256 }\n    action: drop\n",
-              "4:19", "'10.0.0.256' is not an IPv4 or IPv6 address");
-}
-
-TEST_F(ConfigTest, BadFamilyMix) {
-  flows_error(
-      "version: 1\nrules:\n  - name: a\n    match: { src: 10.0.0.0/8, dst: \"::1\" }\n"
-      "    action: drop\n",
-      "4:36", "rules[0].match.dst: dst is IPv6 but src is IPv4");
-}
-
-TEST_F(ConfigTest, BadPortsWithoutPortedProto) {
-  flows_error(
-      "version: 1\nrules:\n  - name: a\n    match: { proto: icmp, dst_port: 1 }\n"
-      "    action: drop\n",
-      "4:27",
-      "rules[0].match.dst_port: port match with proto icmp; expected proto tcp, udp or "
-      "sctp");
-  flows_error("version: 1\nrules:\n  - name: a\n    match: { src_port: 1 }\n    action: drop\n",
-              "4:14", "port match with no proto");
-}
-
-TEST_F(ConfigTest, BadPortRange) {
-  const std::string head = "version: 1\nrules:\n  - name: a\n    match: { proto: tcp, dst_port: ";
-  flows_error(head + "2000-1000 }\n    action: drop\n", "4:36",
-              "2000-1000 has LO above HI; expected LO <= HI (did you mean 1000-2000?)");
-  flows_error(head + "70000 }\n    action: drop\n", "4:36",
-              "70000 is out of range; expected a port 0..65535");
-  flows_error(head + "http }\n    action: drop\n", "4:36",
-              "got 'http'; expected a port 0..65535 or a range LO-HI");
-  flows_error(head + "-5 }\n    action: drop\n", "4:36", "expected a port 0..65535");
-}
-
-TEST_F(ConfigTest, BadForwardAndDrop) {
-  flows_error("version: 1\nrules:\n  - name: a\n    action: forward\n", "4:13",
-              "rules[0].action: forward without a port; expected 'to: PORT'");
-  flows_error("version: 1\nrules:\n  - name: a\n    action: drop\n    to: lan\n", "5:5",
-              "rules[0].to: 'to' with action drop");
-  flows_error("version: 1\nrules:\n  - name: a\n    to: lan\n", "3:5",
-              "rules[0]: missing required key 'action'");
+  const std::string base = std::string(kApp) + "capture:\n  lcore: 3\n  path: /srv/cap\n";
+  // Line 11 is "capture:", 12 lcore, 13 path, 14 onwards what each case adds.
+  app_error(std::string(kApp) + "capture:\n  path: /srv/cap\n", "12:3",
+            "capture: missing required key 'lcore'");
+  app_error(std::string(kApp) + "capture:\n  lcore: 3\n", "12:3",
+            "capture: missing required key 'path'");
+  app_error(std::string(kApp) + "capture:\n  lcore: 2\n  path: /srv/cap\n", "12:10",
+            "capture.lcore: lcore 2 is also a worker lcore (line 9)");
+  app_error(base + "  chunk_bytes: 1000000\n", "14:16", "not a multiple of 4096");
+  app_error(base + "  chunk_bytes: 4KiB\n", "14:16", "too small; expected at least 8192");
+  app_error(base + "  chunk_bytes: 128MiB\n", "14:16", "from 8KiB to 64MiB");
+  app_error(base + "  chunk_bytes: lots\n", "14:16", "got 'lots'; expected a multiple of 4096");
+  app_error(base + "  chunk_bytes: 64KiB\n", "14:16",
+            "snaplen 65535 does not fit in a chunk of 64KiB with its headers; expected snaplen "
+            "at most 57344");
+  app_error(base + "  chunk_bytes: 64KiB\n  snaplen: 60000\n", "15:12", "snaplen 60000");
+  app_error(base + "  snaplen: 10\n", "14:12", "10 is out of range; expected an integer 64..65535");
+  app_error(base + "  segment_bytes: 1MiB\n", "14:18",
+            "segment_bytes: 1MiB is not larger than chunk_bytes (1MiB)");
+  app_error(base + "  segment_bytes: 128GiB\n", "12:3",
+            "retain_bytes: 64GiB is not larger than segment_bytes (128GiB)");
+  app_error(base + "  retain_bytes: 1GiB\n", "14:17",
+            "retain_bytes: 1GiB is not larger than segment_bytes (1GiB)");
+  app_error(base + "  queue_depth: 0\n", "14:16", "expected an integer 1..1024");
+  app_error(base + "  backend: spdk\n", "14:12", "expected auto|uring|passthru");
+  app_error(base + "  flush_ms: 0\n", "14:13", "expected an integer 1..3600000");
+  app_error(base + "  malformed: sometimes\n", "14:14", "expected true or false");
+  app_error(base + "  bogus: 1\n", "14:3", "capture: unknown key 'bogus'");
+  app_error(base + "  path: /x\n", "14:3", "duplicate key 'path'");
+  app_error(std::string(kApp) + "capture:\n  lcore: 3\n  path: \"\"\n", "13:9", "empty path");
 }
 
 TEST_F(ConfigTest, BadMirrorSameAsTo) {
@@ -685,11 +443,26 @@ TEST_F(ConfigTest, BadMirrorSameAsTo) {
 }
 
 TEST_F(ConfigTest, BadRuleCapture) {
+  // kApp has no capture section: a rule cannot ask for one.
   flows_error("version: 1\nrules:\n  - name: a\n    action: drop\n    capture: true\n", "5:14",
-              "rules[0].capture: capture is not available in this build (the capture store "
-              "comes in a later release)");
+              "rules[0].capture: capture: true but ");
+  flows_error("version: 1\nrules:\n  - name: a\n    action: drop\n    capture: true\n", "5:14",
+              "has no capture section");
   flows_error("version: 1\nrules:\n  - name: a\n    action: drop\n    capture: maybe\n", "5:14",
               "got 'maybe'; expected true or false");
+}
+
+TEST_F(ConfigTest, RuleCapture) {
+  write("sluice.yaml", std::string(kApp) + "capture:\n  lcore: 3\n  path: /srv/cap\n");
+  write("flows.yaml",
+        "version: 1\nrules:\n  - name: a\n    action: drop\n    capture: true\n"
+        "  - name: b\n    action: drop\n    capture: false\n  - name: c\n    action: drop\n");
+  auto r = load((dir_ / "sluice.yaml").string());
+  ASSERT_TRUE(r.ok()) << r.error();
+  ASSERT_EQ(r->get()->flows.rules.size(), 3u);
+  EXPECT_TRUE(r->get()->flows.rules[0].capture);
+  EXPECT_FALSE(r->get()->flows.rules[1].capture);
+  EXPECT_FALSE(r->get()->flows.rules[2].capture);
 }
 
 TEST_F(ConfigTest, BadMatchType) {
