@@ -50,10 +50,11 @@ struct QueuePairOptions {
 class QueuePair {
  public:
   struct Stats {
-    uint64_t submitted = 0;   // requests handed to the kernel
-    uint64_t completed = 0;   // completions reaped (success or not)
-    uint64_t errors = 0;      // completions with status != 0
-    uint64_t overflowed = 0;  // requests that waited in the overflow queue
+    uint64_t submitted = 0;     // requests handed to the kernel
+    uint64_t completed = 0;     // completions reaped (success or not)
+    uint64_t errors = 0;        // completions with status != 0
+    uint64_t overflowed = 0;    // requests that waited in the overflow queue
+    uint64_t fixed_writes = 0;  // writes that used a registered buffer (IORING_OP_WRITE_FIXED)
   };
 
   static Result<std::unique_ptr<QueuePair>> create(const QueuePairOptions& opt);
