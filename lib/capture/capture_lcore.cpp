@@ -9,6 +9,7 @@
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_memcpy.h>
+#include <rte_prefetch.h>
 #include <rte_ring.h>
 
 #include <fmt/format.h>
@@ -30,6 +31,8 @@ namespace {
 // After a failed write, a new segment is tried at most this often (each try is an open, a
 // write and a close; a full disk would otherwise see one per chunk).
 constexpr uint64_t kRetryUs = 100'000;
+// Packets ahead whose mbuf and first data line are prefetched.
+constexpr unsigned kPrefetch = 4;
 // Extra queue-pair requests beyond the chunk buffers: segment flushes.
 constexpr unsigned kFlushRequests = 8;
 
@@ -216,7 +219,23 @@ void CaptureLcore::poll_rings() noexcept {
     const unsigned n =
         rte_ring_sc_dequeue_burst(r, reinterpret_cast<void**>(pkts.data()), kBurst, nullptr);
     if (n == 0) continue;
+    // The mbufs (both lines: pkt_len and port, the RX TSC and next) and their bytes were last
+    // written by a worker on another core: pull them over ahead of the copy. A packet's data
+    // is prefetched once its mbuf, which holds the data address, has arrived.
+    for (unsigned i = 0; i < n && i < 2 * kPrefetch; ++i) {
+      rte_prefetch0(pkts[i]);
+      rte_prefetch0(reinterpret_cast<const uint8_t*>(pkts[i]) + RTE_CACHE_LINE_SIZE);
+    }
+    for (unsigned i = 0; i < n && i < kPrefetch; ++i) {
+      rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
+    }
     for (unsigned i = 0; i < n; ++i) {
+      if (i + 2 * kPrefetch < n) {
+        rte_prefetch0(pkts[i + 2 * kPrefetch]);
+        rte_prefetch0(reinterpret_cast<const uint8_t*>(pkts[i + 2 * kPrefetch]) +
+                      RTE_CACHE_LINE_SIZE);
+      }
+      if (i + kPrefetch < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetch], void*));
       rte_mbuf* m = pkts[i];
       const uint32_t len = m->pkt_len;
       const uint32_t caplen = std::min(len, cfg_.snaplen);

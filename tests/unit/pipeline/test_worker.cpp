@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include "lib/capture/handoff.h"
 #include "lib/flow/rule_store.h"
 #include "lib/pipeline/worker.h"
 
@@ -98,7 +99,7 @@ class WorkerTest : public ::testing::Test {
   // default forward to port 1.
   // Sets up w (the fixture's worker unless given) with a new rule store.
   void make_worker(uint16_t burst = 32, uint32_t flow_cache = flow::FlowCache::kDefaultEntries,
-                   Worker* w = nullptr) {
+                   Worker* w = nullptr, bool capture = false) {
     Worker& wk = w != nullptr ? *w : w_;
     config::Flows flows;
     flows.fallback = {config::Action::kForward, 1};
@@ -114,6 +115,7 @@ class WorkerTest : public ::testing::Test {
     telnet.match.proto = 17;
     telnet.match.dst_port = config::PortRange{23, 23};
     telnet.action = config::Action::kDrop;
+    dns.capture = telnet.capture = capture;
     flows.rules = {dns, telnet};
     auto s = flow::RuleStore::create(std::make_shared<const config::Flows>(std::move(flows)),
                                      {SOCKET_ID_ANY}, SOCKET_ID_ANY, "wt");
@@ -189,6 +191,66 @@ class WorkerTest : public ::testing::Test {
   std::atomic<bool> stop_{false};
   Worker w_;
 };
+
+// Capture: the ring gets one more reference to each packet whose rule says capture (forward,
+// mirror or drop alike) and, with capture_malformed, to each that fails validation, in burst
+// order, stamped with the burst's RX TSC; everything else goes where it went before.
+TEST_F(WorkerTest, CaptureHandsReferencesOfMarkedAndMalformedPackets) {
+  make_worker(32, flow::FlowCache::kDefaultEntries, nullptr, true);
+  rte_ring* ring = rte_ring_create("wt_cap", 64, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+  ASSERT_NE(ring, nullptr);
+  w_.capture_ring = ring;
+  w_.capture_malformed = true;
+  w_.rx_tsc_field = capture::register_rx_tsc_field();
+  ASSERT_GE(w_.rx_tsc_field, 0);
+  const auto dns = udp_frame(53), telnet = udp_frame(23), other = udp_frame(80);
+  const std::vector<uint8_t> runt(10, 0);
+  rte_mbuf* pkts[4] = {mbuf_of(other), mbuf_of(dns), mbuf_of(runt), mbuf_of(telnet)};
+  process_burst(w_, 0, pkts, 4, 12345);
+  worker_flush(w_);
+  EXPECT_EQ(sent(1), (std::vector<std::vector<uint8_t>>{other, dns}));
+  EXPECT_EQ(sent(0), (std::vector<std::vector<uint8_t>>{dns}));  // the mirror copy
+  // Malformed ones are handed on as validation finds them, then the rule-marked ones.
+  const std::vector<std::vector<uint8_t>> want = {runt, dns, telnet};
+  ASSERT_EQ(rte_ring_count(ring), want.size());
+  for (const auto& w : want) {
+    void* obj = nullptr;
+    ASSERT_EQ(rte_ring_dequeue(ring, &obj), 0);
+    auto* m = static_cast<rte_mbuf*>(obj);
+    EXPECT_EQ(*capture::rx_tsc_of(m, w_.rx_tsc_field), 12345u);
+    EXPECT_EQ(rte_mbuf_refcnt_read(m), 1u) << "the worker kept no reference of its own";
+    EXPECT_EQ(std::vector<uint8_t>(rte_pktmbuf_mtod(m, uint8_t*),
+                                   rte_pktmbuf_mtod(m, uint8_t*) + m->pkt_len),
+              w);
+    rte_pktmbuf_free(m);
+  }
+  EXPECT_EQ(w_.counters.capture_enqueued.get(), 3u);
+  EXPECT_EQ(drops(stats::Drop::kCaptureFull), 0u);
+  EXPECT_EQ(drops(stats::Drop::kRule), 1u);
+  EXPECT_EQ(drops(stats::Drop::kRunt), 1u);
+  rte_ring_free(ring);
+}
+
+// A full capture ring drops the copies (capture_full), never the packets.
+TEST_F(WorkerTest, FullCaptureRingCountsCaptureFullAndForwardsAnyway) {
+  make_worker(32, flow::FlowCache::kDefaultEntries, nullptr, true);
+  rte_ring* ring = rte_ring_create("wt_cap_small", 8, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+  ASSERT_NE(ring, nullptr);
+  w_.capture_ring = ring;
+  w_.rx_tsc_field = capture::register_rx_tsc_field();
+  const auto dns = udp_frame(53);
+  std::vector<rte_mbuf*> pkts;
+  for (int i = 0; i < 32; ++i) pkts.push_back(mbuf_of(dns));
+  process_burst(w_, 0, pkts.data(), 32, rte_rdtsc());
+  worker_flush(w_);
+  EXPECT_EQ(sent(1).size(), 32u);
+  EXPECT_EQ(sent(0).size(), 32u);
+  EXPECT_EQ(rte_ring_count(ring), 7u);  // a ring of 8 holds 7
+  EXPECT_EQ(w_.counters.capture_enqueued.get(), 7u);
+  EXPECT_EQ(drops(stats::Drop::kCaptureFull), 25u);
+  drain(ring);
+  rte_ring_free(ring);
+}
 
 TEST_F(WorkerTest, ForwardsByDefaultAndDropsByRule) {
   make_worker();
