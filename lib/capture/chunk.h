@@ -55,6 +55,9 @@ class ChunkWriter {
   bool empty() const noexcept { return packets_ == 0; }
   size_t used() const noexcept { return used_; }  // bytes before the trailer so far
   size_t header_bytes() const noexcept { return header_.size(); }
+  // The section header (SHB + IDBs) every chunk starts with; sluice-capture export starts its
+  // plain pcapng file with one.
+  const std::vector<uint8_t>& header() const noexcept { return header_; }
   uint32_t snaplen() const noexcept { return snaplen_; }
   // The smallest chunk that holds the header, one snaplen packet and the trailer, rounded up
   // to 4096: the config's lower bound for chunk_bytes.

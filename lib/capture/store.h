@@ -30,12 +30,12 @@ struct SegmentFile {
 Result<std::vector<SegmentFile>> list_segments(const std::string& dir);
 
 struct RepairReport {
-  unsigned repaired = 0;      // .part files cut and renamed
-  unsigned removed = 0;       // .part files with no good chunk, deleted
-  uint64_t bytes_cut = 0;     // bytes dropped from their ends
-  uint64_t next_seq = 0;      // chunk sequence number to continue with
-  uint64_t next_segment = 0;  // segment number to continue with
-  uint64_t store_bytes = 0;   // bytes of the closed segments after repair
+  unsigned repaired = 0;           // .part files cut and renamed
+  unsigned removed = 0;            // .part files with no good chunk, deleted
+  uint64_t bytes_cut = 0;          // bytes dropped from their ends
+  uint64_t next_seq = 0;           // chunk sequence number to continue with
+  uint64_t next_segment = 0;       // segment number to continue with
+  uint64_t store_bytes = 0;        // bytes of the closed segments after repair
   std::vector<std::string> lines;  // one line per file touched, for the log
 };
 
