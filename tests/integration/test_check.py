@@ -58,8 +58,19 @@ def main():
         cap = write(d, "cap.yaml", "ports:\n  - name: wan\n    device: net_null0\nworkers:\n  lcores: [1]\nflows: flows.yaml\n"
                                    "capture:\n  lcore: 2\n  path: /tmp\n")
         rc, out, err = run(s, None, ["--check", "-c", cap])
-        check("--check capture section: exit 1, says capture is not available", rc == 1 and "capture" in err and "not available" in err,
+        check("--check capture section: exit 0, prints the store's layout and memory",
+              rc == 0 and "capture: lcore 2" in out and "store /tmp: writable" in out and "segments of 1073741824 bytes" in out
+              and "34 chunk buffers" in out and "capture rings 4160" in out, f"rc={rc}\n{out}\n{err}")
+        cap = write(d, "cap.yaml", "ports:\n  - name: wan\n    device: net_null0\nworkers:\n  lcores: [1]\nflows: flows.yaml\n"
+                                   "capture:\n  lcore: 1\n  path: /tmp\n")
+        rc, out, err = run(s, None, ["--check", "-c", cap])
+        check("--check capture lcore that is a worker: exit 1 at its line", rc == 1 and "cap.yaml:8:10: capture.lcore: lcore 1 is also a worker lcore (line 5)" in err,
               f"rc={rc}\n{err}")
+        cap = write(d, "cap.yaml", "ports:\n  - name: wan\n    device: net_null0\nworkers:\n  lcores: [1]\nflows: flows.yaml\n"
+                                   "capture:\n  lcore: 2\n  path: /nonexistent/store\n")
+        rc, out, err = run(s, None, ["--check", "-c", cap])
+        check("--check missing capture path: exit 0 but says sluice will not start and how to fix it",
+              rc == 0 and "MISSING" in out and "mkdir -p /nonexistent/store" in out, f"rc={rc}\n{out}\n{err}")
 
         rc, out, err = run(s, None, ["--check", "-c", os.path.join(d, "absent.yaml")])
         check("--check missing file: exit 1", rc == 1 and "absent.yaml" in err, f"rc={rc}\n{err}")
