@@ -275,16 +275,9 @@ void CaptureLcore::seal() noexcept {
   if (c == nullptr || writer_->empty()) return;
   current_ = nullptr;
   const uint64_t len = round_up(writer_->used() + kTrailerMinBytes, kChunkAlign);
-  const uint64_t first_ns = [&] {
-    // The first EPB's timestamp: right after the section header.
-    const uint8_t* p = c->buf + writer_->header_bytes() + 12;
-    uint32_t hi, lo;
-    std::memcpy(&hi, p, 4);
-    std::memcpy(&lo, p + 4, 4);
-    return (uint64_t{hi} << 32) | lo;
-  }();
+  const uint64_t first_ns = writer_->first_ns();
   Segment* s = segment_for(first_ns, len);
-  if (s == nullptr) {
+  if (s == nullptr) {  // no segment to write to (counted and logged by segment_for)
     counters_.dropped.add(c->packets);
     free_.push_back(c);
     return;
@@ -330,12 +323,28 @@ CaptureLcore::Segment* CaptureLcore::segment_for(uint64_t first_ns, uint64_t len
   s->final_path = cfg_.path + "/" + segment_name(first_ns, s->number, false);
   auto t = nvme::open_target(s->part_path, O_WRONLY | O_CREAT | O_TRUNC, 0640, true);
   if (!t) {
-    if (!failing_) spdlog::warn("capture: cannot open a segment: {}", t.error());
-    failing_ = true;
-    retry_tsc_ = now + hz_ / 1'000'000 * kRetryUs;
+    begin_episode(s->part_path, t.error());
     return nullptr;
   }
   s->fd = t->fd;
+  // The whole segment is allocated up front and written inside its length: a direct write
+  // that extends a file is waited for synchronously by ext4 (the inode size changes), one at
+  // a time, which would undo the queue depth. The length is cut to what was written when the
+  // segment closes; a crash leaves zeros (unwritten chunks) that repair cuts.
+  if (fallocate(s->fd, 0, 0, static_cast<off_t>(cfg_.segment_bytes)) != 0) {
+    const int err = errno;
+    if (err == ENOSPC || err == EDQUOT) {
+      close(s->fd);
+      unlink(s->part_path.c_str());
+      begin_episode(s->part_path, fmt::format("cannot allocate {} bytes: {}", cfg_.segment_bytes,
+                                              std::strerror(err)));
+      return nullptr;
+    }
+    // No fallocate here (EOPNOTSUPP): the length alone still keeps writes from extending.
+    if (ftruncate(s->fd, static_cast<off_t>(cfg_.segment_bytes)) != 0) {
+      spdlog::warn("capture: cannot size {}: {}", s->part_path, std::strerror(errno));
+    }
+  }
   auto slot = qp_->add_file(s->fd);
   if (!slot) {
     spdlog::warn("capture: {}", slot.error());
@@ -348,6 +357,21 @@ CaptureLcore::Segment* CaptureLcore::segment_for(uint64_t first_ns, uint64_t len
   open_ = s.get();
   segments_.push_back(std::move(s));
   return open_;
+}
+
+// A chunk could not be written (no room for a segment, a failed write): counted, logged once
+// per episode (until a write succeeds again), and no new segment for kRetryUs.
+void CaptureLcore::begin_episode(const std::string& path, const std::string& why) noexcept {
+  counters_.write_errors.add(1);
+  if (!failing_) {
+    spdlog::warn(
+        "capture: writing {} failed ({}): captured packets are dropped and counted "
+        "(capture.dropped, capture.write_errors) until writes succeed; forwarding goes on",
+        path, why);
+  }
+  failing_ = true;
+  ++episode_errors_;
+  retry_tsc_ = rte_rdtsc() + hz_ / 1'000'000 * kRetryUs;
 }
 
 void CaptureLcore::close_segment(Segment* s) noexcept {
@@ -383,17 +407,8 @@ void CaptureLcore::on_write(Chunk* c, const nvme::Completion& done) noexcept {
       episode_errors_ = 0;
     }
   } else {
-    counters_.write_errors.add(1);
     counters_.dropped.add(c->packets);
-    if (!failing_) {
-      spdlog::warn(
-          "capture: writing {} failed ({}): captured packets are dropped and counted "
-          "(capture.dropped, capture.write_errors) until writes succeed; forwarding goes on",
-          s->part_path, std::strerror(-done.status));
-    }
-    failing_ = true;
-    ++episode_errors_;
-    retry_tsc_ = rte_rdtsc() + hz_ / 1'000'000 * kRetryUs;
+    begin_episode(s->part_path, std::strerror(-done.status));
     if (!s->failed || c->offset < s->fail_offset) s->fail_offset = c->offset;
     s->failed = true;
     close_segment(s);  // what follows goes to a new segment, after the retry delay
@@ -431,6 +446,10 @@ void CaptureLcore::service_segments() noexcept {
           }
         }
         s->written = s->fail_offset;
+      }
+      if (ftruncate(s->fd, static_cast<off_t>(s->written)) != 0) {
+        spdlog::warn("capture: cannot cut {} to its {} bytes: {}", s->part_path, s->written,
+                     std::strerror(errno));
       }
       s->flushing = true;
       ++s->in_flight;

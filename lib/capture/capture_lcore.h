@@ -98,6 +98,7 @@ class CaptureLcore {
   void service_segments() noexcept;
   void finish_segment(Segment* s) noexcept;
   void retain(uint64_t limit) noexcept;
+  void begin_episode(const std::string& path, const std::string& why) noexcept;
   void on_write(Chunk* c, const nvme::Completion& done) noexcept;
   static void write_done(void* arg, const nvme::Completion& done) noexcept;
   static void flush_done(void* arg, const nvme::Completion& done) noexcept;

@@ -52,6 +52,7 @@ class ChunkWriter {
   size_t finish(uint64_t seq) noexcept;
 
   uint32_t packets() const noexcept { return packets_; }
+  uint64_t first_ns() const noexcept { return first_ns_; }  // of the chunk's first packet
   bool empty() const noexcept { return packets_ == 0; }
   size_t used() const noexcept { return used_; }  // bytes before the trailer so far
   size_t header_bytes() const noexcept { return header_.size(); }
