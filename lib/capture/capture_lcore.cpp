@@ -80,7 +80,7 @@ Result<std::unique_ptr<CaptureLcore>> CaptureLcore::create(const Options& opt) {
   const config::CaptureConfig& cfg = *opt.cfg;
   const std::string where = cfg.path_mark.str() + ": capture.path: ";
   if (cfg.backend == config::CaptureBackend::kPassthru) {
-    return Error{cfg.mark.str() +
+    return Error{cfg.backend_mark.str() +
                  ": capture.backend: passthru (NVMe passthrough on /dev/ngXnY) is not in this "
                  "build; use backend: auto or uring with a directory"};
   }
@@ -154,7 +154,9 @@ Result<std::unique_ptr<CaptureLcore>> CaptureLcore::create(const Options& opt) {
   nvme::QueuePairOptions qo;
   qo.depth = cfg.queue_depth;
   qo.requests = nbuf + kFlushRequests;
-  qo.files = 8;
+  // A file slot per segment open or closing: each holds at least two chunks, so the queue
+  // depth bounds how many can have writes in flight at once.
+  qo.files = cfg.queue_depth + 4;
   qo.buffers = regions;
   auto qp = nvme::QueuePair::create(qo);
   if (!qp) return Error{"capture: " + qp.error()};

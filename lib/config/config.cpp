@@ -482,6 +482,7 @@ CaptureConfig decode_capture(const Value& v, const WorkersConfig& workers) {
   if (auto* q = f.find("queue_depth")) c.queue_depth = static_cast<unsigned>(as_int(*q, 1, 1024));
   if (auto* b = f.find("backend")) {
     c.backend = static_cast<CaptureBackend>(as_choice(*b, {"auto", "uring", "passthru"}));
+    c.backend_mark = to_mark("", b->mark);
   }
   if (auto* m = f.find("flush_ms")) c.flush_ms = static_cast<unsigned>(as_int(*m, 1, 3600000));
   if (auto* m = f.find("malformed")) c.malformed = as_bool(*m);
@@ -507,6 +508,7 @@ Appliance decode_appliance(const YAML::Node& root, const std::string& path) {
       a.capture->path = (std::filesystem::path(path).parent_path() / cp).string();
     }
     a.capture->mark.file = a.capture->lcore_mark.file = a.capture->path_mark.file = path;
+    a.capture->backend_mark.file = path;
   }
 
   const std::string kFlows = "the path of the flows file (relative to this file's folder)";

@@ -74,6 +74,7 @@ struct CaptureConfig {
   Mark mark;               // of the section
   Mark lcore_mark;
   Mark path_mark;
+  Mark backend_mark;
 };
 
 enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError };

@@ -134,9 +134,12 @@ void process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t n,
   std::array<rte_mbuf*, kMaxBurst> valid;
   std::array<uint32_t, kMaxBurst> results;
   std::array<rte_mbuf*, kMaxBurst> to_free;
-  std::array<rte_mbuf*, kMaxBurst> cap;
+  std::array<uint8_t, kMaxBurst> valid_at;  // burst slot of each valid packet (when some are not)
   uint16_t nb_free = 0;
-  unsigned nb_cap = 0;
+  // Bit i: packet i of the burst goes to capture too. A mask keeps the copies in arrival order,
+  // malformed and rule-marked ones alike (kMaxBurst is 64).
+  uint64_t cap_mask = 0;
+  static_assert(kMaxBurst <= 64);
   const bool capturing = w.capture_ring != nullptr;
   auto& c = w.counters;
 
@@ -161,10 +164,11 @@ void process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t n,
       if (verdicts[i] != simd::Verdict::kOk) {
         c.drops[static_cast<size_t>(stats::drop_of(verdicts[i]))].add(1);
         to_free[nb_free++] = pkts[i];
-        if (w.capture_malformed) cap[nb_cap++] = pkts[i];
+        if (w.capture_malformed) cap_mask |= uint64_t{1} << i;
         continue;
       }
       key_of[k] = &keys[i];
+      valid_at[k] = static_cast<uint8_t>(i);
       valid[k++] = pkts[i];
     }
   }
@@ -223,7 +227,7 @@ void process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t n,
     }
     const bool fwd = a->action == config::Action::kForward;
     if (capturing && a->capture) [[unlikely]]
-      cap[nb_cap++] = m;
+      cap_mask |= uint64_t{1} << (nb_ok == n ? j : valid_at[j]);
     if (a->mirror != flow::kNoPort) [[unlikely]] {
       if (fwd) rte_pktmbuf_refcnt_update(m, 1);  // every segment: one reference per port
       out[nb_out] = m;
@@ -249,8 +253,12 @@ void process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t n,
   }
 
   // Copies to capture take their reference before anything below sends or frees the packet.
-  if (nb_cap != 0) [[unlikely]]
+  if (cap_mask != 0) [[unlikely]] {
+    std::array<rte_mbuf*, kMaxBurst> cap;
+    unsigned nb_cap = 0;
+    for (uint64_t m = cap_mask; m != 0; m &= m - 1) cap[nb_cap++] = pkts[__builtin_ctzll(m)];
     hand_to_capture(w, cap.data(), nb_cap, rx_tsc);
+  }
 
   // 4. Into the TX buffers, port by port; a full buffer is sent at once, as rte_eth_tx_buffer
   // does. When one port takes everything (the common case), the list is copied in blocks.
