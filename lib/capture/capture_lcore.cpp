@@ -33,6 +33,8 @@ namespace {
 constexpr uint64_t kRetryUs = 100'000;
 // Packets ahead whose mbuf and first data line are prefetched.
 constexpr unsigned kPrefetch = 4;
+// Longest wait in the kernel for a write to complete when every chunk buffer is in flight.
+constexpr unsigned kWaitUs = 1000;
 // Extra queue-pair requests beyond the chunk buffers: segment flushes.
 constexpr unsigned kFlushRequests = 8;
 
@@ -502,7 +504,14 @@ int CaptureLcore::run() noexcept {
     const bool stopping = stop_.load(std::memory_order_acquire);
     counters_.loops.add(1);
     poll_rings();
-    qp_->poll();
+    // With every chunk buffer in flight there is nothing to do until a write completes: wait
+    // for it in the kernel rather than spin, so that a CPU shared with io_uring's workers (who
+    // issue the writes) or the main lcore goes to them. The rings keep filling meanwhile.
+    if (current_ == nullptr && free_.empty()) {
+      qp_->wait(kWaitUs);
+    } else {
+      qp_->poll();
+    }
     if (current_ != nullptr && !writer_->empty() && rte_rdtsc() - current_since_ >= flush_tsc_) {
       seal();
     }

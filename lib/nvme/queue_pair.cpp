@@ -296,6 +296,18 @@ unsigned QueuePair::poll(unsigned max) noexcept {
   return m.reap(max);
 }
 
+unsigned QueuePair::wait(unsigned timeout_us) noexcept {
+  Impl& m = *impl_;
+  unsigned got = poll();
+  if (got != 0 || m.in_flight == 0 || io_uring_sq_ready(&m.ring) > 0) return got;
+  __kernel_timespec ts{};
+  ts.tv_sec = timeout_us / 1'000'000;
+  ts.tv_nsec = static_cast<long long>(timeout_us % 1'000'000) * 1000;
+  io_uring_cqe* cqe = nullptr;
+  (void)io_uring_wait_cqe_timeout(&m.ring, &cqe, &ts);  // -ETIME or EINTR: reap what there is
+  return m.reap(0);
+}
+
 void QueuePair::drain() noexcept {
   Impl& m = *impl_;
   while (m.in_flight > 0 || m.queued > 0) {

@@ -80,6 +80,10 @@ class QueuePair {
   // Submits what is queued (one io_uring_submit), reaps up to max completions (0: all that
   // are ready), runs their callbacks; returns how many it reaped. Never blocks.
   unsigned poll(unsigned max = 0) noexcept;
+  // poll(), and when that reaped nothing while requests are in flight, waits in the kernel up
+  // to timeout_us for one to complete (then reaps). For an owner that has nothing else to do
+  // until a request completes: the CPU goes to whoever shares it (io_uring's own workers).
+  unsigned wait(unsigned timeout_us) noexcept;
   // Polls, waiting in the kernel, until nothing is queued or in flight.
   void drain() noexcept;
 

@@ -527,6 +527,38 @@ TEST_F(QueuePairTest, FlushAfterWrites) {
   EXPECT_EQ(qp->stats().errors, 0u);
 }
 
+// wait(): with nothing in flight it returns at once; with writes in flight it returns when one
+// completes (long before its timeout), having reaped it; every write is reaped by waits alone.
+TEST_F(QueuePairTest, WaitReturnsWithACompletionNotAtTheTimeout) {
+  Buffer buf = aligned_buffer(8 * kBlock);
+  ASSERT_TRUE(buf);
+  auto qp = make_qp(QueuePairOptions{});
+  ASSERT_TRUE(qp);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(qp->wait(5'000'000), 0u);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1))
+      << "waited with nothing in flight";
+  Target t = direct_file("wait.bin");
+  auto slot = qp->add_file(t.fd);
+  ASSERT_TRUE(slot.ok()) << slot.error();
+  Recorder rec(8);
+  for (unsigned i = 0; i < 8; ++i)
+    ASSERT_EQ(qp->write(*slot, buf.get() + i * kBlock, kBlock, uint64_t{i} * kBlock,
+                        Recorder::on_done, rec.arg(i)),
+              0);
+  const auto t1 = std::chrono::steady_clock::now();
+  unsigned waits = 0;
+  while (rec.done() < 8 && waits < 100) {
+    qp->wait(5'000'000);
+    ++waits;
+  }
+  EXPECT_EQ(rec.done(), 8u);
+  EXPECT_EQ(qp->in_flight(), 0u);
+  // Eight 4 KiB writes: far less than one 5 s timeout, however many waits it took.
+  EXPECT_LT(std::chrono::steady_clock::now() - t1, std::chrono::seconds(4));
+  for (unsigned i = 0; i < 8; ++i) EXPECT_EQ(rec.results[i].status, 0);
+}
+
 TEST_F(QueuePairTest, FailedBufferRegistrationFallsBackToPlainWrites) {
   Buffer buf = aligned_buffer(kBlock);
   ASSERT_TRUE(buf);
