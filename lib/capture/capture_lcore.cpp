@@ -23,6 +23,7 @@
 
 #include "lib/capture/handoff.h"
 #include "lib/capture/store.h"
+#include "lib/capture/store_thread.h"
 
 namespace sluice::capture {
 
@@ -35,8 +36,8 @@ constexpr uint64_t kRetryUs = 100'000;
 constexpr unsigned kPrefetch = 4;
 // Longest wait in the kernel for a write to complete when every chunk buffer is in flight.
 constexpr unsigned kWaitUs = 1000;
-// Extra queue-pair requests beyond the chunk buffers: segment flushes.
-constexpr unsigned kFlushRequests = 8;
+// Extra queue-pair requests beyond the chunk buffers (none are needed: the store thread syncs).
+constexpr unsigned kSpareRequests = 8;
 
 uint64_t round_up(uint64_t n, uint64_t a) {
   return (n + a - 1) / a * a;
@@ -52,21 +53,6 @@ struct CaptureLcore::Chunk {
   uint64_t len = 0;
   uint32_t packets = 0;
   uint64_t bytes = 0;  // frame bytes of its packets
-};
-
-struct CaptureLcore::Segment {
-  CaptureLcore* owner = nullptr;
-  int fd = -1;
-  int slot = -1;
-  uint64_t number = 0;
-  std::string part_path, final_path;
-  uint64_t written = 0;  // bytes placed (submitted) so far: the next chunk's offset
-  unsigned in_flight = 0;
-  bool closing = false;   // no new chunks; close when in_flight reaches 0
-  bool flushing = false;  // fdatasync queued
-  bool flushed = false;
-  bool failed = false;       // a write failed: cut at fail_offset when closing
-  uint64_t fail_offset = 0;  // lowest offset of a failed chunk
 };
 
 Layout layout_of(const config::CaptureConfig& cfg) {
@@ -155,7 +141,7 @@ Result<std::unique_ptr<CaptureLcore>> CaptureLcore::create(const Options& opt) {
   }
   nvme::QueuePairOptions qo;
   qo.depth = cfg.queue_depth;
-  qo.requests = nbuf + kFlushRequests;
+  qo.requests = nbuf + kSpareRequests;
   // A file slot per segment open or closing: each holds at least two chunks, so the queue
   // depth bounds how many can have writes in flight at once.
   qo.files = cfg.queue_depth + 4;
@@ -168,6 +154,11 @@ Result<std::unique_ptr<CaptureLcore>> CaptureLcore::create(const Options& opt) {
         "capture: chunk buffers could not be registered with io_uring (RLIMIT_MEMLOCK?); "
         "writes copy page references per request");
   }
+
+  self->store_ =
+      std::make_unique<StoreThread>(cfg, &self->counters_.segments, &self->counters_.cut);
+  if (auto r = self->store_->start(); !r) return Error{r.error()};
+  self->pending_.reserve(nbuf);
 
   self->hz_ = rte_get_tsc_hz();
   self->ns_per_tsc_ = 1e9 / static_cast<double>(self->hz_);
@@ -188,6 +179,7 @@ Result<std::unique_ptr<CaptureLcore>> CaptureLcore::create(const Options& opt) {
 
 CaptureLcore::~CaptureLcore() {
   qp_.reset();  // drains whatever is still in flight
+  store_.reset();
   for (auto& s : segments_) {
     if (s->fd >= 0) close(s->fd);
   }
@@ -273,15 +265,15 @@ void CaptureLcore::poll_rings() noexcept {
   next_ring_ = nr ? (next_ring_ + 1) % nr : 0;
 }
 
-// Seals the chunk being filled and queues its write; an empty one stays current.
+// Seals the chunk being filled and queues its write (or keeps it until its segment is open);
+// an empty one stays current.
 void CaptureLcore::seal() noexcept {
   Chunk* c = current_;
   if (c == nullptr || writer_->empty()) return;
   current_ = nullptr;
   const uint64_t len = round_up(writer_->used() + kTrailerMinBytes, kChunkAlign);
-  const uint64_t first_ns = writer_->first_ns();
-  Segment* s = segment_for(first_ns, len);
-  if (s == nullptr) {  // no segment to write to (counted and logged by segment_for)
+  Segment* s = segment_for(writer_->first_ns(), len);
+  if (s == nullptr) {  // no segment to write to (counted and logged)
     counters_.dropped.add(c->packets);
     free_.push_back(c);
     return;
@@ -290,6 +282,16 @@ void CaptureLcore::seal() noexcept {
   c->segment = s;
   c->offset = s->written;
   s->written += c->len;
+  if (s->open) {
+    submit(c);
+  } else {
+    ++s->pending;
+    pending_.push_back(c);
+  }
+}
+
+void CaptureLcore::submit(Chunk* c) noexcept {
+  Segment* s = c->segment;
   ++s->in_flight;
   if (qp_->write(s->slot, c->buf, static_cast<uint32_t>(c->len), c->offset, write_done, c) != 0) {
     // Cannot happen: the pool holds a request for every buffer; count it rather than lose it.
@@ -298,65 +300,19 @@ void CaptureLcore::seal() noexcept {
   }
 }
 
-CaptureLcore::Segment* CaptureLcore::segment_for(uint64_t first_ns, uint64_t len) noexcept {
-  if (open_ != nullptr && open_->written + len > cfg_.segment_bytes) {
-    close_segment(open_);
-  }
+// The segment new chunks go to: the open one while it has room, else a new one, which the
+// store thread opens meanwhile (its chunks wait in pending_).
+Segment* CaptureLcore::segment_for(uint64_t first_ns, uint64_t len) noexcept {
+  if (open_ != nullptr && open_->written + len > cfg_.segment_bytes) close_segment(open_);
   if (open_ != nullptr) return open_;
-  const uint64_t now = rte_rdtsc();
-  if (failing_ && now < retry_tsc_) return nullptr;
-  // Where the filesystem has less room than a segment (smaller than retain_bytes, or shared),
-  // the oldest closed segments make room for the new one.
-  struct statvfs vfs {};
-  if (statvfs(cfg_.path.c_str(), &vfs) == 0) {
-    const uint64_t avail = uint64_t{vfs.f_bavail} * vfs.f_frsize;
-    if (avail < cfg_.segment_bytes) {
-      if (auto list = list_segments(cfg_.path)) {
-        uint64_t closed = 0;
-        for (const auto& f : *list) closed += f.part ? 0 : f.size;
-        const uint64_t short_by = cfg_.segment_bytes - avail;
-        if (closed > 0) retain(closed > short_by ? closed - short_by : 0);
-      }
-    }
-  }
-
+  if (failing_ && rte_rdtsc() < retry_tsc_) return nullptr;
   auto s = std::make_unique<Segment>();
-  s->owner = this;
+  s->job = Segment::Job::kOpen;
   s->number = next_segment_;
   s->part_path = cfg_.path + "/" + segment_name(first_ns, s->number, true);
   s->final_path = cfg_.path + "/" + segment_name(first_ns, s->number, false);
-  auto t = nvme::open_target(s->part_path, O_WRONLY | O_CREAT | O_TRUNC, 0640, true);
-  if (!t) {
-    begin_episode(s->part_path, t.error());
-    return nullptr;
-  }
-  s->fd = t->fd;
-  // The whole segment is allocated up front and written inside its length: a direct write
-  // that extends a file is waited for synchronously by ext4 (the inode size changes), one at
-  // a time, which would undo the queue depth. The length is cut to what was written when the
-  // segment closes; a crash leaves zeros (unwritten chunks) that repair cuts.
-  if (fallocate(s->fd, 0, 0, static_cast<off_t>(cfg_.segment_bytes)) != 0) {
-    const int err = errno;
-    if (err == ENOSPC || err == EDQUOT) {
-      close(s->fd);
-      unlink(s->part_path.c_str());
-      begin_episode(s->part_path, fmt::format("cannot allocate {} bytes: {}", cfg_.segment_bytes,
-                                              std::strerror(err)));
-      return nullptr;
-    }
-    // No fallocate here (EOPNOTSUPP): the length alone still keeps writes from extending.
-    if (ftruncate(s->fd, static_cast<off_t>(cfg_.segment_bytes)) != 0) {
-      spdlog::warn("capture: cannot size {}: {}", s->part_path, std::strerror(errno));
-    }
-  }
-  auto slot = qp_->add_file(s->fd);
-  if (!slot) {
-    spdlog::warn("capture: {}", slot.error());
-    close(s->fd);
-    unlink(s->part_path.c_str());
-    return nullptr;
-  }
-  s->slot = *slot;
+  if (!store_->post(s.get())) return nullptr;
+  s->posted = true;
   ++next_segment_;
   open_ = s.get();
   segments_.push_back(std::move(s));
@@ -389,15 +345,6 @@ void CaptureLcore::write_done(void* arg, const nvme::Completion& done) noexcept 
   c->owner->on_write(c, done);
 }
 
-void CaptureLcore::flush_done(void* arg, const nvme::Completion& done) noexcept {
-  auto* s = static_cast<Segment*>(arg);
-  --s->in_flight;
-  s->flushed = true;
-  if (done.status != 0) {
-    spdlog::warn("capture: fdatasync of {}: {}", s->part_path, std::strerror(-done.status));
-  }
-}
-
 void CaptureLcore::on_write(Chunk* c, const nvme::Completion& done) noexcept {
   Segment* s = c->segment;
   if (done.status == 0) {
@@ -420,80 +367,55 @@ void CaptureLcore::on_write(Chunk* c, const nvme::Completion& done) noexcept {
   free_.push_back(c);
 }
 
-// A closing segment whose writes are all done: cut at a failed write (what completed after it
-// is counted back out), flush, then close and rename (or delete when nothing good is in it).
+// Segments the store thread is done with, and closing ones whose writes are all done.
 void CaptureLcore::service_segments() noexcept {
-  for (size_t i = 0; i < segments_.size();) {
-    Segment* s = segments_[i].get();
-    if (!s->closing || s->in_flight != 0) {
-      ++i;
+  while (Segment* s = store_->take()) {
+    s->posted = false;
+    if (s->job == Segment::Job::kClose) {
+      std::erase_if(segments_, [s](const auto& p) { return p.get() == s; });
       continue;
     }
-    if (!s->flushing) {
-      if (s->failed) {
-        // Chunks past the failed one completed but are cut with it: count them as dropped.
-        const uint64_t cut = s->written - s->fail_offset;
-        if (cut > 0) {
-          std::vector<uint8_t> tail(cut);
-          const ssize_t got = pread(s->fd, tail.data(), cut, static_cast<off_t>(s->fail_offset));
-          if (got > 0) {
-            for (const auto& info : scan_chunks(tail.data(), static_cast<size_t>(got))) {
-              if (info.state != ChunkState::kGood) continue;
-              // Its packets were counted as recorded when the write completed; they move to
-              // dropped (the snapshot shows packets less cut).
-              counters_.dropped.add(info.packets);
-              counters_.cut.add(info.packets);
-            }
-          }
-          if (ftruncate(s->fd, static_cast<off_t>(s->fail_offset)) != 0) {
-            spdlog::warn("capture: cannot cut {}: {}", s->part_path, std::strerror(errno));
-          }
-        }
-        s->written = s->fail_offset;
+    if (s->ok) {
+      if (auto slot = qp_->add_file(s->fd)) {
+        s->slot = *slot;
+        s->open = true;
+      } else {
+        s->error = slot.error();
+        s->ok = false;
       }
-      if (ftruncate(s->fd, static_cast<off_t>(s->written)) != 0) {
-        spdlog::warn("capture: cannot cut {} to its {} bytes: {}", s->part_path, s->written,
-                     std::strerror(errno));
-      }
-      s->flushing = true;
-      ++s->in_flight;
-      if (qp_->flush(s->slot, flush_done, s) != 0) {
-        --s->in_flight;
-        s->flushed = true;
-      }
-      ++i;
-      continue;
     }
-    if (!s->flushed) {
-      ++i;
-      continue;
+    if (!s->ok) {
+      // Its chunks are dropped; the segment goes (the store thread closes what it opened).
+      begin_episode(s->part_path, s->error);
+      if (open_ == s) open_ = nullptr;
+      s->closing = true;
     }
-    finish_segment(s);
-    segments_.erase(segments_.begin() + static_cast<std::ptrdiff_t>(i));
+    // The chunks that waited for it, in the order they were sealed.
+    std::erase_if(pending_, [&](Chunk* c) {
+      if (c->segment != s) return false;
+      --s->pending;
+      if (s->open) {
+        submit(c);
+      } else {
+        counters_.dropped.add(c->packets);
+        free_.push_back(c);
+      }
+      return true;
+    });
+    if (!s->open) s->written = 0;
   }
-}
-
-void CaptureLcore::finish_segment(Segment* s) noexcept {
-  qp_->remove_file(s->slot);
-  close(s->fd);
-  s->fd = -1;
-  if (s->written == 0) {
-    unlink(s->part_path.c_str());
-    return;
-  }
-  if (rename(s->part_path.c_str(), s->final_path.c_str()) != 0) {
-    spdlog::warn("capture: cannot rename {}: {}", s->part_path, std::strerror(errno));
-    return;
-  }
-  counters_.segments.add(1);
-  // Closed segments stay under retain_bytes less the one being written.
-  retain(cfg_.retain_bytes - cfg_.segment_bytes);
-}
-
-void CaptureLcore::retain(uint64_t limit) noexcept {
-  const uint64_t keep_from = open_ != nullptr ? open_->number : next_segment_;
-  if (auto freed = enforce_retention(cfg_.path, limit, keep_from); !freed) {
-    spdlog::warn("capture: retention: {}", freed.error());
+  for (auto& p : segments_) {
+    Segment* s = p.get();
+    if (!s->closing || s->posted || s->in_flight != 0 || s->pending != 0) continue;
+    if (s->open) qp_->remove_file(s->slot);
+    s->open = false;
+    s->job = Segment::Job::kClose;
+    if (s->fd < 0) {  // never opened: nothing for the store thread to do
+      s->posted = true;
+      std::erase_if(segments_, [s](const auto& q) { return q.get() == s; });
+      break;  // the loop's vector changed; the rest wait for the next call
+    }
+    if (store_->post(s)) s->posted = true;
   }
 }
 
@@ -524,10 +446,14 @@ int CaptureLcore::run() noexcept {
   }
   seal();
   if (open_ != nullptr) close_segment(open_);
+  // The last writes, then the store thread closes what is left.
   while (!segments_.empty()) {
-    qp_->poll();
+    if (qp_->in_flight() != 0 || qp_->queued() != 0) {
+      qp_->wait(kWaitUs);
+    } else {
+      rte_delay_us_sleep(100);
+    }
     service_segments();
-    if (qp_->in_flight() != 0 || qp_->queued() != 0) qp_->drain();
   }
   exited_.store(true, std::memory_order_release);
   return 0;

@@ -2,13 +2,14 @@
 // The capture lcore (ARCHITECTURE's right half): drains the workers' hand-off rings in bursts,
 // packs each packet as a pcapng EPB into the chunk being filled (a copy and a few stores),
 // writes full chunks (and, after capture.flush_ms, partly filled ones) through its queue pair
-// with several in flight, rotates segments at segment_bytes (.part while written; flush,
-// rename when closed), keeps the store under retain_bytes, and at start repairs what a crash
-// left. It never blocks a worker: when every chunk buffer is in flight it stops dequeuing, the
-// rings fill and the workers count capture_full.
+// with several in flight, rotates segments at segment_bytes (.part while written; cut, synced
+// and renamed when closed), keeps the store under retain_bytes, and at start repairs what a
+// crash left. Opening, closing and deleting segments is the store thread's (store_thread.h). It
+// never blocks a worker: when every chunk buffer is in flight it stops dequeuing, the rings fill
+// and the workers count capture_full.
 //
-// Per packet: no allocation, no syscall, no lock. Per chunk: one queued write. Per segment:
-// open, fdatasync (through the queue pair), rename, retention.
+// Per packet: no allocation, no syscall, no lock. Per chunk: one queued write. Per segment: two
+// fixed-file updates; the rest is posted to the store thread.
 
 #include <array>
 #include <atomic>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "lib/capture/chunk.h"
+#include "lib/capture/store_thread.h"
 #include "lib/config/config.h"
 #include "lib/nvme/queue_pair.h"
 #include "lib/stats/counters.h"
@@ -86,22 +88,19 @@ class CaptureLcore {
   const Layout& layout() const noexcept { return layout_; }
 
  private:
-  struct Segment;
   struct Chunk;
   CaptureLcore() = default;
 
   void poll_rings() noexcept;
   bool take_chunk() noexcept;
   void seal() noexcept;
+  void submit(Chunk* c) noexcept;
   Segment* segment_for(uint64_t first_ns, uint64_t len) noexcept;
   void close_segment(Segment* s) noexcept;
   void service_segments() noexcept;
-  void finish_segment(Segment* s) noexcept;
-  void retain(uint64_t limit) noexcept;
   void begin_episode(const std::string& path, const std::string& why) noexcept;
   void on_write(Chunk* c, const nvme::Completion& done) noexcept;
   static void write_done(void* arg, const nvme::Completion& done) noexcept;
-  static void flush_done(void* arg, const nvme::Completion& done) noexcept;
   uint64_t ns_of(uint64_t tsc) const noexcept;
 
   Options opt_;
@@ -113,6 +112,8 @@ class CaptureLcore {
   std::vector<Chunk*> free_;
   Chunk* current_ = nullptr;
   uint64_t current_since_ = 0;  // TSC when the current chunk got its first packet
+  std::unique_ptr<StoreThread> store_;
+  std::vector<Chunk*> pending_;  // sealed, waiting for their segment to be opened
   std::vector<std::unique_ptr<Segment>> segments_;  // open or closing, oldest first
   Segment* open_ = nullptr;                         // the one new chunks go to
   uint64_t next_seq_ = 0;

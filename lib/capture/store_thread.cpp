@@ -1,0 +1,181 @@
+#include "lib/capture/store_thread.h"
+
+#include <fcntl.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <rte_errno.h>
+#include <rte_ring.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <vector>
+
+#include "lib/capture/chunk.h"
+#include "lib/capture/store.h"
+#include "lib/nvme/queue_pair.h"
+
+namespace sluice::capture {
+
+namespace {
+
+// Segments in transit either way; far more than are ever alive at once (one open, a few
+// closing).
+constexpr unsigned kRingSize = 256;
+// The thread looks for work this often (it is not an lcore: it sleeps).
+constexpr auto kIdle = std::chrono::microseconds(200);
+
+}  // namespace
+
+StoreThread::StoreThread(const config::CaptureConfig& cfg, stats::Counter* segments,
+                         stats::Counter* cut)
+    : cfg_(cfg), segments_(segments), cut_(cut) {}
+
+StoreThread::~StoreThread() {
+  stop_.store(true, std::memory_order_release);
+  if (thread_.joinable()) thread_.join();
+  rte_ring_free(in_);
+  rte_ring_free(out_);
+}
+
+Result<void> StoreThread::start() {
+  static std::atomic<unsigned> instance{0};
+  const unsigned id = instance++;
+  in_ = rte_ring_create(fmt::format("sluice_st_in{}", id).c_str(), kRingSize, SOCKET_ID_ANY,
+                        RING_F_SP_ENQ | RING_F_SC_DEQ);
+  out_ = rte_ring_create(fmt::format("sluice_st_out{}", id).c_str(), kRingSize, SOCKET_ID_ANY,
+                         RING_F_SP_ENQ | RING_F_SC_DEQ);
+  if (in_ == nullptr || out_ == nullptr) {
+    return Error{fmt::format("capture: cannot create the store thread's rings: {}",
+                             rte_strerror(rte_errno))};
+  }
+  thread_ = std::thread([this] { run(); });
+  pthread_setname_np(thread_.native_handle(), "sluice-store");
+  return {};
+}
+
+bool StoreThread::post(Segment* s) noexcept {
+  return rte_ring_sp_enqueue(in_, s) == 0;
+}
+
+Segment* StoreThread::take() noexcept {
+  void* s = nullptr;
+  return rte_ring_sc_dequeue(out_, &s) == 0 ? static_cast<Segment*>(s) : nullptr;
+}
+
+void StoreThread::run() {
+  for (;;) {
+    void* obj = nullptr;
+    if (rte_ring_sc_dequeue(in_, &obj) != 0) {
+      // Stop only once nothing is left: the capture lcore posts its last closes before it
+      // returns, and the destructor runs after that.
+      if (stop_.load(std::memory_order_acquire)) return;
+      std::this_thread::sleep_for(kIdle);
+      continue;
+    }
+    auto* s = static_cast<Segment*>(obj);
+    if (s->job == Segment::Job::kOpen) {
+      open_segment(*s);
+    } else {
+      close_segment(*s);
+    }
+    // The out ring has room for every segment alive; wait rather than lose one.
+    while (rte_ring_sp_enqueue(out_, s) != 0) std::this_thread::sleep_for(kIdle);
+  }
+}
+
+// Where the filesystem has less room left than a segment (it is smaller than retain_bytes, or
+// shared), the oldest closed segments make room for the new one.
+void StoreThread::make_room() {
+  struct statvfs vfs {};
+  if (statvfs(cfg_.path.c_str(), &vfs) != 0) return;
+  const uint64_t avail = uint64_t{vfs.f_bavail} * vfs.f_frsize;
+  if (avail >= cfg_.segment_bytes) return;
+  auto list = list_segments(cfg_.path);
+  if (!list) return;
+  uint64_t closed = 0;
+  for (const auto& f : *list) closed += f.part ? 0 : f.size;
+  const uint64_t short_by = cfg_.segment_bytes - avail;
+  if (closed == 0) return;
+  if (auto freed =
+          enforce_retention(cfg_.path, closed > short_by ? closed - short_by : 0, UINT64_MAX);
+      !freed) {
+    spdlog::warn("capture: retention: {}", freed.error());
+  }
+}
+
+void StoreThread::open_segment(Segment& s) {
+  make_room();
+  auto t = nvme::open_target(s.part_path, O_WRONLY | O_CREAT | O_TRUNC, 0640, true);
+  if (!t) {
+    s.ok = false;
+    s.error = t.error();
+    return;
+  }
+  // The whole segment is allocated up front and written inside its length: a direct write
+  // that extends a file is waited for synchronously by ext4 (the inode size changes), one at a
+  // time, which would undo the queue depth. The length is cut to what was written when the
+  // segment closes; a crash leaves zeros (unwritten chunks) that repair cuts.
+  if (fallocate(t->fd, 0, 0, static_cast<off_t>(cfg_.segment_bytes)) != 0) {
+    const int err = errno;
+    if (err == ENOSPC || err == EDQUOT) {
+      close(t->fd);
+      unlink(s.part_path.c_str());
+      s.ok = false;
+      s.error = fmt::format("cannot allocate {} bytes: {}", cfg_.segment_bytes, std::strerror(err));
+      return;
+    }
+    // No fallocate here (EOPNOTSUPP): the length alone still keeps writes from extending.
+    if (ftruncate(t->fd, static_cast<off_t>(cfg_.segment_bytes)) != 0) {
+      spdlog::warn("capture: cannot size {}: {}", s.part_path, std::strerror(errno));
+    }
+  }
+  s.fd = t->fd;
+  s.ok = true;
+}
+
+// Cut (at a failed write, counting the good chunks that completed after it), sync, close,
+// rename (or delete when nothing is left), then retention.
+void StoreThread::close_segment(Segment& s) {
+  if (s.failed && s.written > s.fail_offset) {
+    std::vector<uint8_t> tail(s.written - s.fail_offset);
+    const ssize_t got = pread(s.fd, tail.data(), tail.size(), static_cast<off_t>(s.fail_offset));
+    if (got > 0) {
+      for (const auto& info : scan_chunks(tail.data(), static_cast<size_t>(got))) {
+        if (info.state == ChunkState::kGood) cut_->add(info.packets);
+      }
+    }
+    s.written = s.fail_offset;
+  }
+  if (ftruncate(s.fd, static_cast<off_t>(s.written)) != 0) {
+    spdlog::warn("capture: cannot cut {} to its {} bytes: {}", s.part_path, s.written,
+                 std::strerror(errno));
+  }
+  if (fdatasync(s.fd) != 0) {
+    spdlog::warn("capture: fdatasync of {}: {}", s.part_path, std::strerror(errno));
+  }
+  close(s.fd);
+  s.fd = -1;
+  if (s.written == 0) {
+    unlink(s.part_path.c_str());
+    return;
+  }
+  if (rename(s.part_path.c_str(), s.final_path.c_str()) != 0) {
+    spdlog::warn("capture: cannot rename {}: {}", s.part_path, std::strerror(errno));
+    return;
+  }
+  segments_->add(1);
+  // Closed segments stay under retain_bytes less the one being written.
+  if (auto freed =
+          enforce_retention(cfg_.path, cfg_.retain_bytes - cfg_.segment_bytes, s.number + 1);
+      !freed) {
+    spdlog::warn("capture: retention: {}", freed.error());
+  }
+}
+
+}  // namespace sluice::capture
