@@ -125,6 +125,7 @@ struct Appliance {
       s.capture.dropped = s.drops[static_cast<size_t>(stats::Drop::kCaptureFull)] + c.dropped.get();
       s.capture.write_errors = c.write_errors.get();
       s.capture.bytes_written = c.bytes_written.get();
+      s.capture.busy_cycles = c.busy_cycles.get();
       for (rte_ring* r : capture_rings) {
         s.capture.ring_used += rte_ring_count(r);
         s.capture.ring_capacity += rte_ring_get_capacity(r);

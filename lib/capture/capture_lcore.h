@@ -43,6 +43,7 @@ struct alignas(64) CaptureCounters {
   stats::Counter write_errors;   // chunk writes that failed
   stats::Counter bytes_written;  // bytes of chunks written
   stats::Counter cut;            // recorded packets cut off again after a failed write
+  stats::Counter busy_cycles;    // TSC cycles spent on dequeued bursts (copy, pack, free)
   stats::Counter loops;          // heartbeat
 };
 

@@ -58,6 +58,7 @@ struct QueuePair::Impl {
   std::vector<int> file_fds;  // per fixed-file slot: the registered fd, or -1 when free
   std::vector<iovec> buffers;
   bool buffers_registered = false;
+  uint8_t sqe_flags = IOSQE_FIXED_FILE;
   Stats stats;
 
   ~Impl() {
@@ -103,7 +104,7 @@ struct QueuePair::Impl {
     } else {
       io_uring_prep_write(sqe, r->file, r->buf, r->len, r->offset);
     }
-    sqe->flags |= IOSQE_FIXED_FILE;
+    sqe->flags |= sqe_flags;
     io_uring_sqe_set_data(sqe, r);
     ++in_flight;
     return true;
@@ -191,6 +192,7 @@ Result<std::unique_ptr<QueuePair>> QueuePair::create(const QueuePairOptions& opt
   qp->impl_ = std::make_unique<Impl>();
   Impl& m = *qp->impl_;
   m.depth = opt.depth;
+  if (opt.async) m.sqe_flags |= IOSQE_ASYNC;
 
   io_uring_params params{};
   // SUBMIT_ALL: one bad entry does not hold back the rest of the batch (kernel 5.18+).

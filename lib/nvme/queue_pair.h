@@ -45,6 +45,10 @@ struct QueuePairOptions {
   // Registration failing (RLIMIT_MEMLOCK) is not fatal: writes fall back to plain writes and
   // registered_buffers() says so.
   std::vector<Region> buffers;
+  // Every request is issued by io_uring's own workers (IOSQE_ASYNC), never inline in the
+  // submit: for an owner that must not block, since a filesystem may sleep while it issues a
+  // write (ext4 waits on its block map lock for writes into allocated, unwritten space).
+  bool async = false;
 };
 
 class QueuePair {

@@ -128,10 +128,10 @@ std::string to_json(const Snapshot& s) {
   o += fmt::format(
       "  \"capture\": {{\"packets\": {}, \"bytes\": {}, \"chunks\": {}, \"segments\": {}, "
       "\"dropped\": {}, \"write_errors\": {}, \"bytes_written\": {}, \"ring_used\": {}, "
-      "\"ring_capacity\": {}}},\n",
+      "\"ring_capacity\": {}, \"busy_cycles\": {}}},\n",
       s.capture.packets, s.capture.bytes, s.capture.chunks, s.capture.segments, s.capture.dropped,
-      s.capture.write_errors, s.capture.bytes_written, s.capture.ring_used,
-      s.capture.ring_capacity);
+      s.capture.write_errors, s.capture.bytes_written, s.capture.ring_used, s.capture.ring_capacity,
+      s.capture.busy_cycles);
   o += fmt::format(
       "  \"reload\": {{\"generation\": {}, \"ok\": {}, \"failed\": {}, \"last_error\": {}}},\n",
       s.reload.generation, s.reload.ok, s.reload.failed, quote(s.reload.last_error));
@@ -201,10 +201,13 @@ std::string to_table(const Snapshot& s, const Snapshot* prev, double interval_s)
   if (s.capture.enabled) {
     o += fmt::format(
         "  capture: {} pkts {} bytes, {} chunks, {} segments closed, {} bytes written, "
-        "dropped {}, write errors {}, rings {}/{}\n",
+        "dropped {}, write errors {}, rings {}/{}, {:.0f} cycles/pkt\n",
         s.capture.packets, s.capture.bytes, s.capture.chunks, s.capture.segments,
         s.capture.bytes_written, s.capture.dropped, s.capture.write_errors, s.capture.ring_used,
-        s.capture.ring_capacity);
+        s.capture.ring_capacity,
+        s.capture.packets
+            ? static_cast<double>(s.capture.busy_cycles) / static_cast<double>(s.capture.packets)
+            : 0.0);
   }
   if (s.flow_cache.entries != 0) {
     const uint64_t looked = s.flow_cache.hits + s.flow_cache.misses;

@@ -37,6 +37,7 @@ struct Snapshot {
     uint64_t packets = 0, bytes = 0, chunks = 0, segments = 0, dropped = 0;
     uint64_t write_errors = 0, bytes_written = 0;
     uint64_t ring_used = 0, ring_capacity = 0;  // summed over the workers' hand-off rings
+    uint64_t busy_cycles = 0;  // TSC cycles the capture lcore spent on packets (not polling)
   } capture;
   struct {
     uint64_t generation = 1, ok = 0, failed = 0;

@@ -22,6 +22,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace sluice::nvme {
@@ -149,10 +150,13 @@ std::unique_ptr<QueuePair> make_qp(const QueuePairOptions& opt) {
 
 // Writes chunks of 1..4 blocks at shuffled, distinct offsets, from a registered region and
 // (every fifth chunk) from plain memory, then reads every byte back.
-class DepthTest : public QueuePairTest, public ::testing::WithParamInterface<unsigned> {};
+// The parameter: the depth, and whether io_uring's workers issue every request (async).
+class DepthTest : public QueuePairTest,
+                  public ::testing::WithParamInterface<std::tuple<unsigned, bool>> {};
 
 TEST_P(DepthTest, WritesLandWhereTheySaid) {
-  const unsigned depth = GetParam();
+  const unsigned depth = std::get<0>(GetParam());
+  const bool async = std::get<1>(GetParam());
   constexpr unsigned kChunks = 200;
   std::vector<uint32_t> lens(kChunks);
   std::vector<uint64_t> offsets(kChunks);
@@ -174,6 +178,7 @@ TEST_P(DepthTest, WritesLandWhereTheySaid) {
   opt.depth = depth;
   opt.requests = kChunks;
   opt.buffers = {Region{region.get(), total}};
+  opt.async = async;
   auto qp = make_qp(opt);
   ASSERT_TRUE(qp);
   EXPECT_TRUE(qp->registered_buffers());
@@ -217,7 +222,8 @@ TEST_P(DepthTest, WritesLandWhereTheySaid) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Depths, DepthTest, ::testing::Values(1u, 8u, 32u));
+INSTANTIATE_TEST_SUITE_P(Depths, DepthTest,
+                         ::testing::Combine(::testing::Values(1u, 8u, 32u), ::testing::Bool()));
 
 TEST_F(QueuePairTest, OverflowQueueHoldsWhatTheDepthCannot) {
   constexpr unsigned kDepth = 4;
