@@ -22,6 +22,7 @@ bad input: a missing, non-directory and read-only capture.path, capture lcores o
 import argparse
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -455,6 +456,44 @@ def rotation(sluice, capture_tool, data):
               got is not None and len(got) == len(own) > 0, f"got {None if got is None else len(got)}, own {len(own)}")
         erc, eerr, _, _, _, _ = export("bad.pcapng", "--filter", "udp and")
         check(f"{tag}: export --filter with a bad expression: exit 2 naming it", erc == 2 and "bad --filter" in eerr, f"rc={erc}\n{eerr}")
+
+        # Random single-bit flips in the closed segments, one in each of up to 20 chunks: verify
+        # reports exactly those chunks corrupt, and export leaves out exactly their packets.
+        rng = random.Random(4)
+        chunk_list = [(f, ch) for f in names for ch in pcapng.chunks(os.path.join(store, f))]
+        victims = rng.sample(chunk_list, min(20, len(chunk_list) // 2))
+        lost = []
+        for f, (off, length, _, _) in victims:
+            p = os.path.join(store, f)
+            data = bytearray(open(p, "rb").read())
+            part = os.path.join(d, "victim.pcapng")
+            with open(part, "wb") as out:
+                out.write(data[off:off + length])
+            lost += [(q[1], q[2]) for q in pcapng.read_pcapng(part)[1]]
+            bit = rng.randrange(length * 8)
+            data[off + bit // 8] ^= 1 << (bit % 8)
+            with open(p, "wb") as out:
+                out.write(data)
+        vrc, v, why = verify_json(capture_tool, store)
+        reported = {(os.path.basename(fj["path"]), c["offset"]): c["state"] for fj in (v or {}).get("files", [])
+                    for c in fj["chunks"] if c["state"] != "good"}
+        want_bad = {(f, ch[0]) for f, ch in victims}
+        check(f"{tag}: {len(victims)} single-bit flips: verify exits 1 and reports exactly those chunks, all corrupt",
+              vrc == 1 and set(reported) == want_bad and set(reported.values()) == {"corrupt"},
+              f"rc={vrc}, reported {sorted(reported.items())[:5]}, flipped {sorted(want_bad)[:5]}\n{why}")
+        erc, eerr, _, got, _, _ = export("flipped.pcapng")
+        lost_set = {}
+        for q in lost:
+            lost_set[q] = lost_set.get(q, 0) + 1
+        keep = []
+        for q in by_time:
+            if lost_set.get(q, 0) > 0:
+                lost_set[q] -= 1
+                continue
+            keep.append(q)
+        check(f"{tag}: export skips exactly the {len(lost)} packets of the corrupt chunks (exit 1: chunks were skipped)",
+              erc == 1 and got == keep and len(keep) == len(by_time) - len(lost),
+              f"rc={erc}, got {None if got is None else len(got)}, want {len(keep)}\n{eerr[-500:]}")
 
 
 def is_udp(f):
