@@ -117,10 +117,12 @@ void StoreThread::open_segment(Segment& s) {
     s.error = t.error();
     return;
   }
-  // The whole segment is allocated up front and written inside its length: a direct write
-  // that extends a file is waited for synchronously by ext4 (the inode size changes), one at a
-  // time, which would undo the queue depth. The length is cut to what was written when the
-  // segment closes; a crash leaves zeros (unwritten chunks) that repair cuts.
+  // The whole segment is allocated up front and written inside its length: a full filesystem
+  // shows at the open (retention made room just before), not as a write failing halfway
+  // through a segment. The length is cut to what was written when the segment closes; a crash
+  // leaves zeros (unwritten chunks) that repair cuts. (Measured against extending writes, with
+  // writes issued by io_uring's workers: 1.36-1.59 against 1.39-1.51 GB/s at 1518 B, 5.6-7.8
+  // against 6.3-6.9 Mpps at 64 B: no difference in speed on ext4.)
   if (fallocate(t->fd, 0, 0, static_cast<off_t>(cfg_.segment_bytes)) != 0) {
     const int err = errno;
     if (err == ENOSPC || err == EDQUOT) {
