@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 _results = []
@@ -118,3 +119,52 @@ FORWARD_ALL = "version: 1\nnon_ip: { action: forward, to: out }\ndefault: { acti
 
 def tempdir():
     return tempfile.TemporaryDirectory(prefix="sluice-it-")
+
+
+class Background:
+    """sluice running in the background (app: its options after "--"), stderr collected line by
+    line so a test can wait for what it logs."""
+
+    def __init__(self, binary, eal, app):
+        self.eal = eal
+        self.proc = subprocess.Popen([binary, *eal, "--", *app], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        self.lines = []
+        self.cond = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            with self.cond:
+                self.lines.append(line)
+                self.cond.notify_all()
+
+    def count(self, pattern):
+        with self.cond:
+            return sum(1 for l in self.lines if re.search(pattern, l))
+
+    def wait_for(self, pattern, at_least=1, timeout=60):
+        """Waits until at least `at_least` log lines match pattern; False when sluice exits or
+        the time runs out first."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while sum(1 for l in self.lines if re.search(pattern, l)) < at_least:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    return False
+                self.cond.wait(left)
+        return True
+
+    def stop(self, timeout=120):
+        """SIGTERM, wait (SIGKILL after timeout); returns (exit code, the whole log)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.reader.join(timeout=10)
+        remove_runtime_dir(self.eal)
+        return self.proc.returncode, "".join(self.lines)

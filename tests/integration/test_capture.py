@@ -27,13 +27,12 @@ import re
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from datetime import datetime, timezone
 
 import pcapng
 from packets import read_pcap
-from runner import check, pcap_frames, pool_lines_ok, remove_runtime_dir, report, run, write
+from runner import Background, check, pcap_frames, pool_lines_ok, report, run, write
 from test_forwarding import OUT_PORTS, expectations
 
 # main lcore 0 on CPU 0, worker lcore 1 on CPU 1, capture lcore 2 sharing CPU 0 with main:
@@ -223,47 +222,6 @@ def exact(sluice, capture_tool, data, malformed):
         for k, v in want_c.items():
             check(f"{tag}: stats capture.{k} == {v}", c.get(k) == v, f"got {c.get(k)}; capture {c}")
         check(f"{tag}: drops.capture_full == 0", s["drops"].get("capture_full") == 0, str(s["drops"]))
-
-
-class Background:
-    """sluice running in the background, its stderr collected line by line."""
-
-    def __init__(self, binary, eal_args, app):
-        self.eal = eal_args
-        self.proc = subprocess.Popen([binary, *eal_args, "--", *app], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-        self.lines = []
-        self.cond = threading.Condition()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.proc.stderr:
-            with self.cond:
-                self.lines.append(line)
-                self.cond.notify_all()
-
-    def wait_for(self, pattern, timeout=30):
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while not any(re.search(pattern, l) for l in self.lines):
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    return False
-                self.cond.wait(left)
-        return True
-
-    def stop(self, timeout=60):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.reader.join(timeout=10)
-        remove_runtime_dir(self.eal)
-        return self.proc.returncode, "".join(self.lines)
 
 
 def reload_on(sluice, data):

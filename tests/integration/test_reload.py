@@ -22,12 +22,10 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
-import threading
 import time
 
-from runner import check, eal_args, parse_args, pcap_frames, pool_lines_ok, remove_runtime_dir, report, tempdir, write
+from runner import Background, check, eal_args, parse_args, pcap_frames, pool_lines_ok, report, tempdir, write
 from telemetry import Telemetry
 
 RELOADS = 500
@@ -73,53 +71,6 @@ INVALID = [
 ]
 
 
-class Sluice:
-    """sluice running in the background, its stderr collected line by line."""
-
-    def __init__(self, binary, eal, cfg, stats_path):
-        self.eal = eal
-        self.proc = subprocess.Popen([binary, *eal, "--", "-c", cfg, "--stats-out", stats_path],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                     stdin=subprocess.DEVNULL)
-        self.lines = []
-        self.cond = threading.Condition()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.proc.stderr:
-            with self.cond:
-                self.lines.append(line)
-                self.cond.notify_all()
-
-    def count(self, pattern):
-        with self.cond:
-            return sum(1 for l in self.lines if re.search(pattern, l))
-
-    def wait_for(self, pattern, at_least, timeout=60):
-        """Waits until at least `at_least` log lines match pattern."""
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while sum(1 for l in self.lines if re.search(pattern, l)) < at_least:
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    return False
-                self.cond.wait(left)
-        return True
-
-    def stop(self, timeout=120):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.reader.join(timeout=10)
-        remove_runtime_dir(self.eal)
-        return self.proc.returncode, "".join(self.lines)
-
-
 def replace(d, name, text):
     """Writes the file as editors do: a temporary file renamed over the original."""
     tmp = os.path.join(d, f".{name}.tmp")
@@ -142,7 +93,7 @@ def launch(binary, data, d, prefix):
     """sluice on the stress ports with SET_A, running (its control loop answers reloads)."""
     cfg = setup(d, data)
     eal = eal_args(prefix)
-    s = Sluice(binary, eal, cfg, os.path.join(d, "stats.json"))
+    s = Background(binary, eal, ["-c", cfg, "--stats-out", os.path.join(d, "stats.json")])
     if not s.wait_for(r"\] running", 1):
         s.stop()
         raise RuntimeError("sluice did not start:\n" + "".join(s.lines[-20:]))
