@@ -24,6 +24,7 @@
 #include "lib/capture/handoff.h"
 #include "lib/capture/store.h"
 #include "lib/capture/store_thread.h"
+#include "lib/sys/tsan.h"
 
 namespace sluice::capture {
 
@@ -221,6 +222,7 @@ void CaptureLcore::poll_rings() noexcept {
     const unsigned n =
         rte_ring_sc_dequeue_burst(r, reinterpret_cast<void**>(pkts.data()), kBurst, nullptr);
     if (n == 0) continue;
+    sys::tsan_acquire(r);
     const uint64_t start = rte_rdtsc();
     // The mbufs (both lines: pkt_len and port, the RX TSC and next) and their bytes were last
     // written by a worker on another core: pull them over ahead of the copy. A packet's data
@@ -267,6 +269,7 @@ void CaptureLcore::poll_rings() noexcept {
         }
       }
     }
+    for (unsigned i = 0; i < n; ++i) sys::tsan_release(pkts[i]->pool);
     rte_pktmbuf_free_bulk(pkts.data(), n);
     counters_.busy_cycles.add(rte_rdtsc() - start);
   }

@@ -4,9 +4,6 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include <rte_errno.h>
-#include <rte_ring.h>
-
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -14,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <system_error>
 #include <vector>
 
 #include "lib/capture/chunk.h"
@@ -24,9 +22,6 @@ namespace sluice::capture {
 
 namespace {
 
-// Segments in transit either way; far more than are ever alive at once (one open, a few
-// closing).
-constexpr unsigned kRingSize = 256;
 // The thread looks for work this often (it is not an lcore: it sleeps).
 constexpr auto kIdle = std::chrono::microseconds(200);
 
@@ -39,53 +34,43 @@ StoreThread::StoreThread(const config::CaptureConfig& cfg, stats::Counter* segme
 StoreThread::~StoreThread() {
   stop_.store(true, std::memory_order_release);
   if (thread_.joinable()) thread_.join();
-  rte_ring_free(in_);
-  rte_ring_free(out_);
 }
 
 Result<void> StoreThread::start() {
-  static std::atomic<unsigned> instance{0};
-  const unsigned id = instance++;
-  in_ = rte_ring_create(fmt::format("sluice_st_in{}", id).c_str(), kRingSize, SOCKET_ID_ANY,
-                        RING_F_SP_ENQ | RING_F_SC_DEQ);
-  out_ = rte_ring_create(fmt::format("sluice_st_out{}", id).c_str(), kRingSize, SOCKET_ID_ANY,
-                         RING_F_SP_ENQ | RING_F_SC_DEQ);
-  if (in_ == nullptr || out_ == nullptr) {
-    return Error{fmt::format("capture: cannot create the store thread's rings: {}",
-                             rte_strerror(rte_errno))};
+  try {
+    thread_ = std::thread([this] { run(); });
+  } catch (const std::system_error& e) {
+    return Error{fmt::format("capture: cannot start the store thread: {}", e.what())};
   }
-  thread_ = std::thread([this] { run(); });
   pthread_setname_np(thread_.native_handle(), "sluice-store");
   return {};
 }
 
 bool StoreThread::post(Segment* s) noexcept {
-  return rte_ring_sp_enqueue(in_, s) == 0;
+  return in_.push(s);
 }
 
 Segment* StoreThread::take() noexcept {
-  void* s = nullptr;
-  return rte_ring_sc_dequeue(out_, &s) == 0 ? static_cast<Segment*>(s) : nullptr;
+  return out_.pop();
 }
 
 void StoreThread::run() {
   for (;;) {
-    void* obj = nullptr;
-    if (rte_ring_sc_dequeue(in_, &obj) != 0) {
+    Segment* s = in_.pop();
+    if (s == nullptr) {
       // Stop only once nothing is left: the capture lcore posts its last closes before it
       // returns, and the destructor runs after that.
       if (stop_.load(std::memory_order_acquire)) return;
       std::this_thread::sleep_for(kIdle);
       continue;
     }
-    auto* s = static_cast<Segment*>(obj);
     if (s->job == Segment::Job::kOpen) {
       open_segment(*s);
     } else {
       close_segment(*s);
     }
     // The out ring has room for every segment alive; wait rather than lose one.
-    while (rte_ring_sp_enqueue(out_, s) != 0) std::this_thread::sleep_for(kIdle);
+    while (!out_.push(s)) std::this_thread::sleep_for(kIdle);
   }
 }
 

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "lib/capture/handoff.h"
+#include "lib/sys/tsan.h"
 
 namespace sluice::pipeline {
 
@@ -59,9 +60,12 @@ simd::PacketView view_of(Worker& w, unsigned slot, rte_mbuf* m) noexcept {
 // extra reference dropped; the packets themselves go on as their rules say.
 void hand_to_capture(Worker& w, rte_mbuf** cap, unsigned n, uint64_t rx_tsc) noexcept {
   for (unsigned i = 0; i < n; ++i) {
+    // The mbuf may last have been read by the capture lcore before it went back to the pool.
+    sys::tsan_acquire(cap[i]->pool);
     rte_pktmbuf_refcnt_update(cap[i], 1);
     *capture::rx_tsc_of(cap[i], w.rx_tsc_field) = rx_tsc;
   }
+  sys::tsan_release(w.capture_ring);
   const unsigned sent =
       rte_ring_sp_enqueue_burst(w.capture_ring, reinterpret_cast<void**>(cap), n, nullptr);
   w.counters.capture_enqueued.add(sent);
