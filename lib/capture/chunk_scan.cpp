@@ -338,37 +338,12 @@ std::vector<ChunkInfo> scan_chunks(const uint8_t* data, size_t len) {
   return out;
 }
 
-std::vector<std::string> chunk_interfaces(const uint8_t* chunk, size_t len) {
-  std::vector<std::string> names;
-  if (!is_shb_at(chunk, len, 0)) return names;
-  size_t pos = 0;
-  while (pos + 8 <= len) {
-    const uint32_t type = ld32(chunk + pos);
-    const uint32_t total = ld32(chunk + pos + 4);
-    if (type == kTrailerType || (type == kShbType && pos != 0)) break;
-    if (total < kBlockMinBytes || total % 4 != 0 || total > len - pos) break;
-    if (type == kIdbType && total >= kIdbMinBytes) {
-      std::string name;
-      size_t o = pos + 16;
-      const size_t body_end = pos + total - 4;
-      while (o + 4 <= body_end) {
-        const uint16_t code = static_cast<uint16_t>(ld32(chunk + o));
-        const uint16_t olen = static_cast<uint16_t>(ld32(chunk + o) >> 16);
-        if (code == kOptEnd || o + 4 + olen > body_end) break;
-        if (code == kOptIfName) {
-          name.assign(reinterpret_cast<const char*>(chunk + o + 4), olen);
-        }
-        o += 4 + pad4(olen);
-      }
-      names.push_back(std::move(name));
-    }
-    pos += total;
-  }
-  return names;
-}
+namespace {
 
-void for_each_packet(const uint8_t* chunk, size_t len,
-                     const std::function<void(const PacketRef&)>& fn) {
+// Calls fn(type, offset, total) for every whole block of the section at chunk, from its SHB
+// up to the trailer or the next section; stops at the first block whose length is not sound.
+template <class Fn>
+void for_each_block(const uint8_t* chunk, size_t len, Fn&& fn) {
   if (!is_shb_at(chunk, len, 0)) return;
   size_t pos = 0;
   while (pos + 8 <= len) {
@@ -376,17 +351,44 @@ void for_each_packet(const uint8_t* chunk, size_t len,
     const uint32_t total = ld32(chunk + pos + 4);
     if (type == kTrailerType || (type == kShbType && pos != 0)) break;
     if (total < kBlockMinBytes || total % 4 != 0 || total > len - pos) break;
-    if (type == kEpbType && total >= kEpbOverhead) {
-      PacketRef p;
-      p.port = ld32(chunk + pos + 8);
-      p.ts_ns = (static_cast<uint64_t>(ld32(chunk + pos + 12)) << 32) | ld32(chunk + pos + 16);
-      p.caplen = ld32(chunk + pos + 20);
-      p.origlen = ld32(chunk + pos + 24);
-      p.data = chunk + pos + kEpbHeaderBytes;
-      if (p.caplen <= total - kEpbOverhead) fn(p);
-    }
+    fn(type, pos, total);
     pos += total;
   }
+}
+
+}  // namespace
+
+std::vector<std::string> chunk_interfaces(const uint8_t* chunk, size_t len) {
+  std::vector<std::string> names;
+  for_each_block(chunk, len, [&](uint32_t type, size_t pos, uint32_t total) {
+    if (type != kIdbType || total < kIdbMinBytes) return;
+    std::string name;
+    size_t o = pos + 16;
+    const size_t body_end = pos + total - 4;
+    while (o + 4 <= body_end) {
+      const uint16_t code = static_cast<uint16_t>(ld32(chunk + o));
+      const uint16_t olen = static_cast<uint16_t>(ld32(chunk + o) >> 16);
+      if (code == kOptEnd || o + 4 + olen > body_end) break;
+      if (code == kOptIfName) name.assign(reinterpret_cast<const char*>(chunk + o + 4), olen);
+      o += 4 + pad4(olen);
+    }
+    names.push_back(std::move(name));
+  });
+  return names;
+}
+
+void for_each_packet(const uint8_t* chunk, size_t len,
+                     const std::function<void(const PacketRef&)>& fn) {
+  for_each_block(chunk, len, [&](uint32_t type, size_t pos, uint32_t total) {
+    if (type != kEpbType || total < kEpbOverhead) return;
+    PacketRef p;
+    p.port = ld32(chunk + pos + 8);
+    p.ts_ns = (static_cast<uint64_t>(ld32(chunk + pos + 12)) << 32) | ld32(chunk + pos + 16);
+    p.caplen = ld32(chunk + pos + 20);
+    p.origlen = ld32(chunk + pos + 24);
+    p.data = chunk + pos + kEpbHeaderBytes;
+    if (p.caplen <= total - kEpbOverhead) fn(p);
+  });
 }
 
 }  // namespace sluice::capture

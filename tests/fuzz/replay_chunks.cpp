@@ -13,22 +13,13 @@
 #include <vector>
 
 #include "lib/capture/chunk.h"
+#include "tests/fuzz/corpus.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 
 int main(int argc, char** argv) {
   namespace fs = std::filesystem;
-  std::vector<fs::path> files;
-  for (int i = 1; i < argc; ++i) {
-    const fs::path p = argv[i];
-    if (fs::is_directory(p)) {
-      for (const auto& e : fs::directory_iterator(p)) {
-        if (e.is_regular_file()) files.push_back(e.path());
-      }
-    } else {
-      files.push_back(p);
-    }
-  }
+  const std::vector<fs::path> files = sluice::fuzz::corpus_files(argc, argv);
   if (files.empty()) {
     std::fprintf(stderr, "replay_chunks: no corpus files given\n");
     return 1;
