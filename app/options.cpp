@@ -48,6 +48,15 @@ std::string usage(const std::string& argv0) {
       "      --diff OLD.yaml      with --check: also print what reloading the config's flows\n"
       "                           file would change against flows file OLD.yaml (rules\n"
       "                           added, removed, changed): a dry run of a reload\n"
+      "      --doctor             check this host against the config before starting it:\n"
+      "                           hugepages per NUMA node, hugetlbfs, PCI ports (NUMA node,\n"
+      "                           driver, IOMMU), worker lcore isolation, CPU governor,\n"
+      "                           memlock and capabilities, io_uring, the capture path.\n"
+      "                           One OK/WARN/FAIL line each, with the command that fixes\n"
+      "                           it; exit 1 when something FAILs. Starts nothing, needs no\n"
+      "                           root. EAL options before -- are taken into account\n"
+      "                           (--no-huge, -m, -l, --huge-dir)\n"
+      "      --json               with --doctor: print one JSON object instead\n"
       "      --duration SECONDS   stop by itself after SECONDS\n"
       "      --stats-period SECS  print a testpmd-style statistics table every SECS (0: off)\n"
       "      --stats-out FILE     on exit, write the final statistics JSON to FILE\n"
@@ -116,6 +125,10 @@ Result<Options> parse_options(int argc, char** argv) {
       o.version = true;
     } else if (a == "--check") {
       o.check = true;
+    } else if (a == "--doctor") {
+      o.doctor = true;
+    } else if (a == "--json") {
+      o.json = true;
     } else if (a == "-c" || a == "--config") {
       auto v = get();
       if (!v) return Error{v.error()};
@@ -162,6 +175,8 @@ Result<Options> parse_options(int argc, char** argv) {
   if (!o.diff.empty() && !o.check) {
     return Error{"--diff needs --check (sluice --check -c CONFIG --diff OLD.yaml)"};
   }
+  if (o.json && !o.doctor) return Error{"--json needs --doctor (sluice --doctor -c CONFIG --json)"};
+  if (o.doctor && o.check) return Error{"--doctor and --check: choose one"};
   return o;
 }
 

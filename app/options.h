@@ -17,6 +17,8 @@ struct Options {
   std::vector<std::string> eal_args;  // argv[0] first
   std::string config = kDefaultConfig;
   bool check = false;
+  bool doctor = false;  // --doctor: check the host against the config (app/doctor.h)
+  bool json = false;    // --json: with --doctor, one JSON object instead of lines
   bool help = false;
   bool version = false;
   double duration_s = 0;      // 0: run until a signal

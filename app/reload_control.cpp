@@ -41,7 +41,13 @@ static_assert(std::atomic<int>::is_always_lock_free && std::atomic<bool>::is_alw
 struct Mailbox {
   std::mutex m;
   std::condition_variable cv;
-  std::vector<std::shared_ptr<ReloadWaiter>> queue;
+  std::vector<std::shared_ptr<ReloadWaiter>> queue;  // waiting for the queued reload
+  bool queued = false;   // a telemetry reload is queued (with or without waiters)
+  unsigned waiting = 0;  // telemetry threads blocked in cmd_reload
+  // Since the last reload started: the most requests that waited at once, and those turned
+  // away busy. Either past one request says callers compete (kReloadBusyGap).
+  unsigned peak = 0;
+  unsigned turned_away = 0;
   bool open = false;
 };
 Mailbox& mailbox() {
@@ -53,15 +59,32 @@ uint64_t us(double ms) {
   return static_cast<uint64_t>(ms * 1000.0 + 0.5);
 }
 
-// Runs on a telemetry thread: queue the request, wake the control loop, wait for the answer.
+// Runs on a telemetry thread: queue the request, wake the control loop, wait for the answer;
+// or, when kMaxReloadWaiters requests wait already, queue a reload and answer "busy" at once.
 int cmd_reload(const char*, const char*, rte_tel_data* d) {
   auto w = std::make_shared<ReloadWaiter>();
   Mailbox& mb = mailbox();
   std::unique_lock lock(mb.m);
   if (!mb.open) return -EBUSY;
+  const bool wake = !mb.queued;
+  mb.queued = true;
+  if (mb.waiting >= kMaxReloadWaiters) {
+    ++mb.turned_away;
+    lock.unlock();
+    if (wake) ReloadControl::wake();
+    rte_tel_data_start_dict(d);
+    rte_tel_data_add_dict_string(d, "result", "busy");
+    rte_tel_data_add_dict_string(d, "error", "busy: a reload is already queued; retry");
+    rte_tel_data_add_dict_u64(
+        d, "retry_ms", static_cast<uint64_t>(std::chrono::milliseconds(kReloadBusyGap).count()));
+    return 0;
+  }
   mb.queue.push_back(w);
-  ReloadControl::wake();
-  if (!mb.cv.wait_for(lock, kReplyTimeout, [&] { return w->done; })) {
+  mb.peak = std::max(mb.peak, ++mb.waiting);
+  if (wake) ReloadControl::wake();
+  const bool answered = mb.cv.wait_for(lock, kReplyTimeout, [&] { return w->done; });
+  --mb.waiting;
+  if (!answered) {
     w->strings = {{"result", "timeout"}};
     w->numbers.clear();
   }
@@ -120,6 +143,7 @@ void ReloadControl::stop() {
   {
     std::lock_guard lock(mailbox().m);
     mailbox().open = false;
+    mailbox().queued = false;
     queued.swap(mailbox().queue);
   }
   flow::ReloadOutcome stopping;
@@ -154,9 +178,30 @@ int ReloadControl::timeout_ms(Clock::time_point now) const {
   auto take = [&](int v) {
     if (v >= 0 && (t < 0 || v < t)) t = v;
   };
+  // A trigger that waits for the rate limit is due when the limit lets it start.
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(next_allowed() - now).count();
+  const int until_allowed = left > 0 ? static_cast<int>(left) : 0;
+  bool queued = signalled_ || g_sighup.load();
+  {
+    std::lock_guard lock(mailbox().m);
+    queued = queued || mailbox().queued;
+  }
+  if (queued) take(until_allowed);
   if (store_.retiring() > 0) take(1);  // grace periods take about one worker drain period
-  if (watch_) take(watch_->timeout_ms(now));
+  if (watch_) {
+    if (int w = watch_->timeout_ms(now); w >= 0) take(std::max(w, until_allowed));
+  }
   return t;
+}
+
+ReloadControl::Clock::time_point ReloadControl::next_allowed() const {
+  bool compete = false;
+  {
+    std::lock_guard lock(mailbox().m);
+    compete = mailbox().peak > 1 || mailbox().turned_away > 0;
+  }
+  const Clock::duration gap = compete ? kReloadBusyGap : kReloadMinGap;
+  return last_end_ + std::max(gap, last_took_);
 }
 
 void ReloadControl::run(Clock::time_point now) {
@@ -164,12 +209,7 @@ void ReloadControl::run(Clock::time_point now) {
     uint64_t v;
     [[maybe_unused]] ssize_t n = ::read(fd, &v, sizeof v);
   }
-  const bool signalled = g_sighup.exchange(false);
-  std::vector<std::shared_ptr<ReloadWaiter>> waiters;
-  {
-    std::lock_guard lock(mailbox().m);
-    waiters.swap(mailbox().queue);
-  }
+  if (g_sighup.exchange(false)) signalled_ = true;
   if (watch_) {
     watch_->drain(now);
     if (!watch_->alive()) {
@@ -181,21 +221,33 @@ void ReloadControl::run(Clock::time_point now) {
     }
   }
 
-  if (signalled || !waiters.empty()) {
-    // One reload answers every request that arrived together, and reads the file as it is
-    // now, so a change the watcher was still debouncing is included.
-    if (watch_) watch_->cancel();
-    const flow::ReloadOutcome o =
-        reload(waiters.empty() ? flow::Trigger::kSignal : flow::Trigger::kTelemetry);
-    if (!waiters.empty()) {
-      if (o.kind == flow::ReloadOutcome::Kind::kApplied && !o.repeated && o.replaced != 0) {
-        pending_.push_back(PendingReply{o.replaced, o, std::move(waiters)});
-      } else {
-        answer(waiters, o, 0);
-      }
+  if (now >= next_allowed()) {
+    // Every request queued by now joins this one reload, which reads the file as it is now, so
+    // a change the watcher was still debouncing is included.
+    bool telemetry = false;
+    std::vector<std::shared_ptr<ReloadWaiter>> waiters;
+    {
+      Mailbox& mb = mailbox();
+      std::lock_guard lock(mb.m);
+      telemetry = mb.queued;
+      mb.queued = false;
+      waiters.swap(mb.queue);
     }
-  } else if (watch_ && watch_->due(now)) {
-    reload(flow::Trigger::kFileChange);
+    if (signalled_ || telemetry) {
+      signalled_ = false;
+      if (watch_) watch_->cancel();
+      const flow::ReloadOutcome o =
+          reload(telemetry ? flow::Trigger::kTelemetry : flow::Trigger::kSignal);
+      if (!waiters.empty()) {
+        if (o.kind == flow::ReloadOutcome::Kind::kApplied && !o.repeated && o.replaced != 0) {
+          pending_.push_back(PendingReply{o.replaced, o, std::move(waiters)});
+        } else {
+          answer(waiters, o, 0);
+        }
+      }
+    } else if (watch_ && watch_->due(now)) {
+      reload(flow::Trigger::kFileChange);
+    }
   }
 
   for (const auto& r : store_.poll()) {
@@ -214,7 +266,15 @@ flow::ReloadOutcome ReloadControl::reload(flow::Trigger trigger) {
   const std::string& path = reloader_.path();
   sys::notify_reloading();
   sys::notify_status("reloading " + path);
+  {
+    std::lock_guard lock(mailbox().m);  // competition for the next reload counts from here
+    mailbox().peak = mailbox().waiting;
+    mailbox().turned_away = 0;
+  }
+  const auto start = Clock::now();
   flow::ReloadOutcome o = reloader_.reload(trigger);
+  last_end_ = Clock::now();
+  last_took_ = last_end_ - start;
   const auto trig = flow::trigger_name(trigger);
   if (o.repeated) {
     spdlog::info(
@@ -243,6 +303,7 @@ void ReloadControl::answer(const std::vector<std::shared_ptr<ReloadWaiter>>& wai
                            std::string_view result) const {
   if (waiters.empty()) return;
   const flow::ReloadStats& s = reloader_.stats();
+  const uint64_t coalesced = waiters.size();
   {
     std::lock_guard lock(mailbox().m);
     for (const auto& w : waiters) {
@@ -260,7 +321,8 @@ void ReloadControl::answer(const std::vector<std::shared_ptr<ReloadWaiter>>& wai
                     {"parse_us", us(o.parse_ms)},
                     {"build_us", us(o.build_ms)},
                     {"publish_us", us(o.publish_ms)},
-                    {"grace_us", us(grace_ms)}};
+                    {"grace_us", us(grace_ms)},
+                    {"coalesced", coalesced}};
       w->done = true;
     }
   }

@@ -12,6 +12,9 @@
 #include "lib/config/config.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -73,6 +76,68 @@ std::string join(const auto& items, std::string_view sep = ", ") {
   return out;
 }
 
+// Escapes what a terminal should not get raw: control bytes and bytes that are not UTF-8.
+void escape_byte(std::string& out, unsigned char c) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += "\\x";
+  out += kHex[c >> 4];
+  out += kHex[c & 15];
+}
+
+// Length of the well-formed UTF-8 sequence at s[i], or 0.
+size_t utf8_length(std::string_view s, size_t i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  const size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+  if (n == 0 || (n > 1 && c < 0xc2) || i + n > s.size()) return 0;
+  for (size_t k = 1; k < n; ++k) {
+    if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return 0;
+  }
+  return n;
+}
+
+// Appends s to out with control bytes and non-UTF-8 bytes as \xNN, stopping before out would
+// pass `max` bytes; returns whether all of s fitted.
+bool append_printable(std::string& out, std::string_view s, size_t max) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const size_t n = c < 0x20 || c == 0x7f ? 0 : utf8_length(s, i);
+    if (out.size() + (n == 0 ? 4 : n) > max) return false;
+    if (n == 0) {
+      escape_byte(out, c);
+      ++i;
+    } else {
+      out.append(s.substr(i, n));
+      i += n;
+    }
+  }
+  return true;
+}
+
+// What a message quotes of the file's own text: its first line, at most kExcerpt bytes, with
+// "..." where it was cut (a binary or one-line file is not printed whole).
+constexpr size_t kExcerpt = 120;
+std::string excerpt(std::string_view text) {
+  const size_t eol = text.find_first_of("\r\n");
+  std::string out;
+  const bool whole = append_printable(out, text.substr(0, eol), kExcerpt);
+  const bool more = eol != std::string_view::npos &&
+                    text.find_first_not_of(" \t\r\n", eol) != std::string_view::npos;
+  if (!whole || more) out += "...";
+  return out;
+}
+
+// A message as it leaves this file: one line, printable (yaml-cpp quotes raw bytes too).
+std::string printable(std::string_view message) {
+  std::string out;
+  (void)append_printable(out, message, std::numeric_limits<size_t>::max());
+  return out;
+}
+
+bool has_control(std::string_view s) {
+  return std::any_of(s.begin(), s.end(),
+                     [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
 // A node, where problems with it are reported, and its path for messages.
 struct Value {
   YAML::Node node;
@@ -88,7 +153,8 @@ std::string describe(const YAML::Node& n) {
     case YAML::NodeType::Sequence:
       return "a list";
     case YAML::NodeType::Scalar:
-      return n.Tag() == "!" ? "the string \"" + n.Scalar() + "\"" : "'" + n.Scalar() + "'";
+      return n.Tag() == "!" ? "the string \"" + excerpt(n.Scalar()) + "\""
+                            : "'" + excerpt(n.Scalar()) + "'";
     default:
       return "nothing";
   }
@@ -122,12 +188,12 @@ class Fields {
       }
       const std::string& name = key.Scalar();
       if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
-        fail(key.Mark(), at(v) + "unknown key '" + name + "'" +
+        fail(key.Mark(), at(v) + "unknown key '" + excerpt(name) + "'" +
                              (v.path.empty() ? " at the top level" : "") + "; expected one of " +
                              allowed_);
       }
       if (const Value* first = find(name)) {
-        fail(key.Mark(), at(v) + "duplicate key '" + name + "' (first at line " +
+        fail(key.Mark(), at(v) + "duplicate key '" + excerpt(name) + "' (first at line " +
                              std::to_string(first->key_mark.line + 1) +
                              "); expected each key once");
       }
@@ -196,7 +262,7 @@ int64_t as_int(const Value& v, int64_t lo, int64_t hi, std::string expected = {}
   auto n = to_int(v.node.Scalar(), &overflow);
   if (!n && !overflow) wrong(v, expected);
   if (overflow || *n < lo || *n > hi) {
-    fail(v.mark, at(v) + v.node.Scalar() + " is out of range; expected " + expected);
+    fail(v.mark, at(v) + excerpt(v.node.Scalar()) + " is out of range; expected " + expected);
   }
   return *n;
 }
@@ -242,7 +308,7 @@ PortConfig decode_port(const Value& v) {
   const Value& name = f.need("name", "a port name such as wan");
   p.name = as_string(name, "a port name");
   if (!name_ok(p.name, 31, "_-", false)) {
-    fail(name.mark, name.path + ": '" + p.name +
+    fail(name.mark, name.path + ": '" + excerpt(p.name) +
                         "' is not a valid port name; expected 1 to 31 characters from a-z, 0-9, "
                         "'_' and '-'");
   }
@@ -355,23 +421,23 @@ std::string check_host_port(const std::string& s) {
   if (!s.empty() && s[0] == '[') {
     const size_t close = s.find(']');
     if (close == std::string::npos || close + 1 >= s.size() || s[close + 1] != ':') {
-      return "'" + s + "' is not host:port";
+      return "'" + excerpt(s) + "' is not host:port";
     }
     host = s.substr(1, close - 1);
     port = s.substr(close + 2);
   } else {
     const size_t colon = s.rfind(':');
-    if (colon == std::string::npos) return "'" + s + "' has no port";
+    if (colon == std::string::npos) return "'" + excerpt(s) + "' has no port";
     host = s.substr(0, colon);
     port = s.substr(colon + 1);
     if (host.find(':') != std::string::npos) {
-      return "'" + s + "' has an IPv6 host without brackets";
+      return "'" + excerpt(s) + "' has an IPv6 host without brackets";
     }
   }
-  if (host.empty()) return "'" + s + "' has no host";
+  if (host.empty()) return "'" + excerpt(s) + "' has no host";
   auto n = to_int(port);
   if (!n || *n < 1 || *n > 65535 || port[0] == '+' || port[0] == '-') {
-    return "'" + s + "' has port '" + port + "', not 1..65535";
+    return "'" + excerpt(s) + "' has port '" + excerpt(port) + "', not 1..65535";
   }
   return {};
 }
@@ -408,7 +474,7 @@ uint64_t as_size(const Value& v, uint64_t lo, std::string_view what) {
   auto n = parse_size(v.node.Scalar());
   if (!n) wrong(v, expected);
   if (*n < lo) {
-    fail(v.mark, at(v) + v.node.Scalar() + " is too small; expected at least " +
+    fail(v.mark, at(v) + excerpt(v.node.Scalar()) + " is too small; expected at least " +
                      std::to_string(lo) + " bytes");
   }
   return *n;
@@ -441,13 +507,17 @@ CaptureConfig decode_capture(const Value& v, const WorkersConfig& workers) {
   const Value& path = f.need("path", kPath);
   c.path = as_string(path, kPath);
   if (c.path.empty()) fail(path.mark, path.path + ": empty path; expected " + kPath);
+  if (has_control(c.path)) {
+    fail(path.mark,
+         path.path + ": the path has a control character (a line break?); expected " + kPath);
+  }
   c.path_mark = to_mark("", path.mark);
 
   const Value* chunk = f.find("chunk_bytes");
   if (chunk) {
     c.chunk_bytes = as_size(*chunk, kMinChunk, "a multiple of 4096 from 8KiB to 64MiB");
     if (c.chunk_bytes % 4096 != 0 || c.chunk_bytes > kMaxChunk) {
-      fail(chunk->mark, chunk->path + ": " + chunk->node.Scalar() +
+      fail(chunk->mark, chunk->path + ": " + excerpt(chunk->node.Scalar()) +
                             " is not a multiple of 4096 from 8KiB to 64MiB; expected one such "
                             "as 1MiB (chunks are written by aligned direct I/O)");
     }
@@ -515,6 +585,9 @@ Appliance decode_appliance(const YAML::Node& root, const std::string& path) {
   const Value& flows = f.need("flows", kFlows);
   const std::string flows_path = as_string(flows, kFlows);
   if (flows_path.empty()) fail(flows.mark, "flows: empty path; expected " + kFlows);
+  if (has_control(flows_path)) {
+    fail(flows.mark, "flows: the path has a control character (a line break?); expected " + kFlows);
+  }
   const std::filesystem::path p(flows_path);
   a.flows_path =
       p.is_absolute() ? flows_path : (std::filesystem::path(path).parent_path() / p).string();
@@ -546,7 +619,9 @@ uint16_t decode_port_ref(const Value& v, const Appliance& app) {
   const std::string expected = "one of the configured ports: " + join(names);
   const std::string name = as_string(v, "a port name, " + expected);
   const int id = app.port_index(name);
-  if (id < 0) fail(v.mark, v.path + ": unknown port '" + name + "'; expected " + expected);
+  if (id < 0) {
+    fail(v.mark, v.path + ": unknown port '" + excerpt(name) + "'; expected " + expected);
+  }
   return static_cast<uint16_t>(id);
 }
 
@@ -570,7 +645,7 @@ std::string parse_cidr(const std::string& text, Cidr& out) {
   } else if (inet_pton(AF_INET6, addr.c_str(), out.addr.data()) == 1) {
     out.family = 6;
   } else {
-    return "'" + addr + "' is not an IPv4 or IPv6 address";
+    return "'" + excerpt(addr) + "' is not an IPv4 or IPv6 address";
   }
   const int max = out.family == 4 ? 32 : 128;
   int prefix = max;
@@ -578,8 +653,8 @@ std::string parse_cidr(const std::string& text, Cidr& out) {
     const std::string ptext = text.substr(slash + 1);
     auto n = to_int(ptext);
     if (!n || ptext[0] == '-' || ptext[0] == '+' || *n > max) {
-      return "prefix '/" + ptext + "' is out of range for IPv" + std::to_string(out.family) +
-             " (0.." + std::to_string(max) + ")";
+      return "prefix '/" + excerpt(ptext) + "' is out of range for IPv" +
+             std::to_string(out.family) + " (0.." + std::to_string(max) + ")";
     }
     prefix = static_cast<int>(*n);
   }
@@ -593,8 +668,8 @@ std::string parse_cidr(const std::string& text, Cidr& out) {
   if (masked.addr != out.addr) {
     std::array<char, INET6_ADDRSTRLEN> buf{};
     inet_ntop(out.family == 4 ? AF_INET : AF_INET6, masked.addr.data(), buf.data(), buf.size());
-    return text + " has host bits set; did you mean " + buf.data() + "/" + std::to_string(prefix) +
-           "?";
+    return excerpt(text) + " has host bits set; did you mean " + buf.data() + "/" +
+           std::to_string(prefix) + "?";
   }
   return {};
 }
@@ -621,11 +696,12 @@ PortRange decode_port_range(const Value& v) {
     wrong(v, expected);
   }
   if (*lo < 0 || *hi < 0 || *lo > 65535 || *hi > 65535) {
-    fail(v.mark, v.path + ": " + text + " is out of range; expected " + expected);
+    fail(v.mark, v.path + ": " + excerpt(text) + " is out of range; expected " + expected);
   }
   if (*lo > *hi) {
-    fail(v.mark, v.path + ": " + text + " has LO above HI; expected LO <= HI (did you mean " +
-                     hi_text + "-" + lo_text + "?)");
+    fail(v.mark, v.path + ": " + excerpt(text) +
+                     " has LO above HI; expected LO <= HI (did you mean " + excerpt(hi_text) + "-" +
+                     excerpt(lo_text) + "?)");
   }
   return PortRange{static_cast<uint16_t>(*lo), static_cast<uint16_t>(*hi)};
 }
@@ -686,7 +762,7 @@ Rule decode_rule(const Value& v, const Appliance& app) {
   const Value& name = f.need("name", "a rule name such as drop-telnet");
   r.name = as_string(name, "a rule name");
   if (!name_ok(r.name, 63, "_.-", true)) {
-    fail(name.mark, name.path + ": '" + r.name +
+    fail(name.mark, name.path + ": '" + excerpt(r.name) +
                         "' is not a valid rule name; expected 1 to 63 characters from A-Z, a-z, "
                         "0-9, '_', '.' and '-'");
   }
@@ -747,18 +823,75 @@ Flows decode_flows(const YAML::Node& root, const std::string& path, const Applia
 
 // ---- files ----
 
-std::string read_file(const std::string& path) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) throw ReadFailure{"cannot read " + path + ": " + std::strerror(errno)};
+// What a path that is not a regular file is, for the message that refuses it.
+const char* file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+std::string byte_size(uint64_t n) {
+  char buf[32];
+  if (n >= (1ull << 30)) {
+    std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(n) / (1ull << 30));
+  } else if (n >= (1ull << 20)) {
+    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(n) / (1ull << 20));
+  } else {
+    std::snprintf(buf, sizeof buf, "%llu bytes", static_cast<unsigned long long>(n));
+  }
+  return buf;
+}
+
+// Reads a whole file that must be a regular file of at most max_bytes. Opened non-blocking
+// and checked with fstat before the first read, so a FIFO, /dev/zero, a directory or a huge
+// (sparse) file is refused at once instead of hanging or filling memory.
+std::string read_file(const std::string& path, uint64_t max_bytes, std::string_view what) {
+  const std::string name = printable(path);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) throw ReadFailure{"cannot read " + name + ": " + std::strerror(errno)};
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw ReadFailure{"cannot stat " + name + ": " + std::strerror(errno)};
+  const std::string expected = "; expected " + std::string(what) + " as a regular file";
+  if (!S_ISREG(st.st_mode)) {
+    throw ReadFailure{"cannot read " + name + ": it is " + file_kind(st.st_mode) + expected};
+  }
+  const auto too_big = [&](uint64_t seen) {
+    return ReadFailure{"cannot read " + name + ": it is " + byte_size(seen) + ", more than the " +
+                       byte_size(max_bytes) + " " + std::string(what) +
+                       " may be; expected a smaller file (is this the right file?)"};
+  };
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) throw too_big(st.st_size);
   std::string data;
+  data.reserve(static_cast<size_t>(st.st_size));
   std::array<char, 65536> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), f.get())) > 0) data.append(buf.data(), n);
-  if (std::ferror(f.get())) throw ReadFailure{"cannot read " + path + ": " + std::strerror(errno)};
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw ReadFailure{"cannot read " + name + ": " + std::strerror(errno)};
+    if (n == 0) break;
+    data.append(buf.data(), static_cast<size_t>(n));
+    if (data.size() > max_bytes) throw too_big(data.size());  // it grew while read
+  }
   return data;
 }
 
 YAML::Node parse_text(const std::string& text) {
+  // YAML is text: a NUL byte means a binary file (yaml-cpp would report an odd escape).
+  if (const size_t nul = text.find('\0'); nul != std::string::npos) {
+    YAML::Mark at = YAML::Mark::null_mark();
+    at.pos = static_cast<int>(nul);
+    at.line = static_cast<int>(std::count(text.begin(), text.begin() + nul, '\n'));
+    const size_t bol = text.rfind('\n', nul);
+    at.column = static_cast<int>(bol == std::string::npos ? nul : nul - bol - 1);
+    fail(at, "a NUL byte: this is not a text file (a binary?); expected YAML text");
+  }
   try {
     return YAML::Load(text);
   } catch (const YAML::ParserException& e) {
@@ -768,9 +901,12 @@ YAML::Node parse_text(const std::string& text) {
   }
 }
 
-YAML::Node parse(const std::string& path) {
-  return parse_text(read_file(path));
+YAML::Node parse(const std::string& path, uint64_t max_bytes, std::string_view what) {
+  return parse_text(read_file(path, max_bytes, what));
 }
+
+constexpr std::string_view kApplianceWhat = "an appliance config";
+constexpr std::string_view kFlowsWhat = "a flows file";
 
 // Runs a decoder and turns its exceptions into an Error naming file:line:col. A read failure
 // gets `read_prefix` (the mark that named the file) in front.
@@ -780,11 +916,11 @@ auto guarded(const std::string& file, F&& decode, const std::string& read_prefix
   try {
     return decode();
   } catch (const Failure& e) {
-    return Error{to_mark(file, e.mark).str() + ": " + e.message};
+    return Error{printable(to_mark(file, e.mark).str() + ": " + e.message)};
   } catch (const ReadFailure& e) {
-    return Error{read_prefix + e.message};
+    return Error{printable(read_prefix + e.message)};
   } catch (const YAML::Exception& e) {
-    return Error{to_mark(file, e.mark).str() + ": " + e.msg};
+    return Error{printable(to_mark(file, e.mark).str() + ": " + excerpt(e.msg))};
   }
 }
 
@@ -843,11 +979,14 @@ std::optional<uint64_t> parse_size(const std::string& text) {
 }
 
 Result<Appliance> load_appliance(const std::string& path) {
-  return guarded(path, [&] { return decode_appliance(parse(path), path); });
+  return guarded(path, [&] {
+    return decode_appliance(parse(path, kMaxApplianceBytes, kApplianceWhat), path);
+  });
 }
 
 Result<Flows> load_flows(const std::string& path, const Appliance& appliance) {
-  return guarded(path, [&] { return decode_flows(parse(path), path, appliance); });
+  return guarded(
+      path, [&] { return decode_flows(parse(path, kMaxFlowsBytes, kFlowsWhat), path, appliance); });
 }
 
 Result<Flows> parse_flows(const std::string& path, const std::string& text,
@@ -856,7 +995,7 @@ Result<Flows> parse_flows(const std::string& path, const std::string& text,
 }
 
 Result<std::string> read_text(const std::string& path) {
-  return guarded(path, [&] { return read_file(path); });
+  return guarded(path, [&] { return read_file(path, kMaxFlowsBytes, kFlowsWhat); });
 }
 
 Result<std::shared_ptr<const Config>> load(const std::string& appliance_path) {
@@ -864,7 +1003,10 @@ Result<std::shared_ptr<const Config>> load(const std::string& appliance_path) {
   if (!app) return Error{app.error()};
   const Appliance& a = *app;
   auto flows = guarded(
-      a.flows_path, [&] { return decode_flows(parse(a.flows_path), a.flows_path, a); },
+      a.flows_path,
+      [&] {
+        return decode_flows(parse(a.flows_path, kMaxFlowsBytes, kFlowsWhat), a.flows_path, a);
+      },
       a.flows_mark.str() + ": flows: ");
   if (!flows) return Error{flows.error()};
   return std::shared_ptr<const Config>(

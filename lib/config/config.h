@@ -1,6 +1,7 @@
 #pragma once
 // The appliance config (sluice.yaml) and the flows file (flows.yaml), decoded into plain,
-// immutable structs. CONTRACT.md is the schema. Every error names file:line:col.
+// immutable structs. CONTRACT.md is the schema. Every error names file:line:col and is one
+// printable line: it quotes at most one line of the file's text, cut at 120 bytes ("...").
 
 #include <array>
 #include <cstdint>
@@ -162,6 +163,12 @@ std::string cidr_text(const Cidr& c);
 // Parses a size: a plain integer or one with a KiB/MiB/GiB suffix.
 std::optional<uint64_t> parse_size(const std::string& text);
 
+// The largest files the loaders read. Anything else is refused before its first byte is read,
+// as is anything that is not a regular file (a FIFO, a device, a directory): an appliance
+// config is a page of YAML; a flows file of 100k rules is about 15 MiB.
+inline constexpr uint64_t kMaxApplianceBytes = 1ull << 20;
+inline constexpr uint64_t kMaxFlowsBytes = 64ull << 20;
+
 // Loads the appliance file only (flows untouched).
 Result<Appliance> load_appliance(const std::string& path);
 
@@ -173,7 +180,8 @@ Result<Flows> load_flows(const std::string& path, const Appliance& appliance);
 Result<Flows> parse_flows(const std::string& path, const std::string& text,
                           const Appliance& appliance);
 
-// The whole content of a file, or why it cannot be read.
+// The whole content of a flows file (a regular file of at most kMaxFlowsBytes), or why it
+// cannot be read.
 Result<std::string> read_text(const std::string& path);
 
 // Loads the appliance file and the flows file it names.

@@ -1,5 +1,7 @@
 #include "lib/flow/reload.h"
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -92,6 +94,18 @@ ReloadOutcome Reloader::attempt(Trigger trigger) {
     out.error = std::move(error);
     return finish(std::move(a));
   };
+
+  if (store_.retiring() >= RuleStore::kMaxRetiring) {
+    // Memory stays bounded: no new generation while the old ones cannot be freed.
+    const double waited =
+        std::chrono::duration<double>(t0 - store_.oldest_retiring_since()).count();
+    return reject(fmt::format("{}: reload refused: {} replaced rule generations are still in their "
+                              "grace period (the oldest for {:.1f} s) because a worker has not "
+                              "passed a quiescent state; the running rules stay; see "
+                              "/sluice/health for a stalled worker, or restart sluice",
+                              path_, store_.retiring(), waited),
+                  Attempt{.retryable = true});
+  }
 
   Result<config::Flows> flows = Error{""};
   Attempt tried;

@@ -88,8 +88,15 @@ class RuleStore {
     double grace_ms;
   };
   std::vector<Retired> poll();
-  // Replaced generations still waiting for their grace period.
+  // Replaced generations still waiting for their grace period, and since when the oldest has
+  // waited (meaningless when none is).
   size_t retiring() const noexcept { return retiring_.size(); }
+  Clock::time_point oldest_retiring_since() const noexcept {
+    return retiring_.empty() ? Clock::now() : retiring_.front().since;
+  }
+  // A grace period that cannot end (a worker that stopped reporting quiescent states) would
+  // keep every replaced generation alive; the Reloader refuses reloads while this many wait.
+  static constexpr size_t kMaxRetiring = 4;
 
   const Generation& current() const noexcept { return *current_.load(std::memory_order_relaxed); }
   uint64_t generation() const noexcept { return current().number; }

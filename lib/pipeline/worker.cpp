@@ -319,6 +319,9 @@ int worker_main(void* arg) {
       if (w.qsbr) rte_rcu_qsbr_quiescent(w.qsbr, w.index);
       w.counters.loops.add(1);
       last_drain = now;
+      if (w.test_stall_tsc != 0 && now >= w.test_stall_tsc) [[unlikely]] {
+        for (;;) rte_pause();
+      }
     }
     bool received = false;
     for (const auto& q : w.rx) {

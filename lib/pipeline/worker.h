@@ -63,6 +63,9 @@ struct alignas(64) Worker {
   rte_ring* capture_ring = nullptr;
   bool capture_malformed = false;
   int rx_tsc_field = -1;
+  // Test hook (SLUICE_TEST_STALL, app/): at this TSC the worker hangs for good, as a worker
+  // stuck in a driver would: no heartbeat, no quiescent state, deaf to stop. 0: never.
+  uint64_t test_stall_tsc = 0;
 
   // Made by worker_prepare (null when flow_cache_entries is 0); the worker's alone.
   std::unique_ptr<flow::FlowCache> cache;

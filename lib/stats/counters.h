@@ -89,12 +89,17 @@ class LatencyHistogram {
     return ((mantissa + 1) << shift) - 1;
   }
 
+  // Once per burst: count packets that each took ns.
   void record(uint64_t ns, uint64_t count) noexcept {
     buckets_[bucket_of(ns)].add(count);
+    sum_ns_.add(ns * count);
     if (ns > max_.get()) max_.store(ns);
   }
   uint64_t bucket(unsigned b) const noexcept { return buckets_[b].get(); }
   uint64_t max() const noexcept { return max_.get(); }
+  // Exact sum of every recorded value (Prometheus' _sum); read apart from the buckets, so it may
+  // be one burst ahead of or behind them.
+  uint64_t sum_ns() const noexcept { return sum_ns_.get(); }
 
  private:
   struct Max {
@@ -103,6 +108,7 @@ class LatencyHistogram {
     void store(uint64_t x) noexcept { v.store(x, std::memory_order_relaxed); }
   };
   std::array<Counter, kBuckets> buckets_{};
+  Counter sum_ns_;
   Max max_;
 };
 

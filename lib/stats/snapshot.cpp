@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "lib/sys/json.h"
+
 namespace sluice::stats {
 
 namespace {
@@ -15,35 +17,8 @@ constexpr std::array<std::string_view, kDropCount> kDropNames = {
     "non_ip",       "rule",         "default",      "tx_full",      "ring_full",   "capture_full",
 };
 
-// JSON string escaping for names and messages (rule names are plain, error text is not).
 std::string quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
+  return sys::json_string(s);
 }
 
 std::string pkt_bytes(const Totals& t) {
@@ -98,6 +73,28 @@ void sum_workers(Snapshot& snap, const std::vector<const WorkerCounters*>& worke
   }
 }
 
+WorkerSnapshot worker_snapshot(const WorkerCounters& c, unsigned index, unsigned lcore) {
+  WorkerSnapshot w;
+  w.index = index;
+  w.lcore = lcore;
+  w.rx_packets = c.rx_packets.get();
+  w.loops = c.loops.get();
+  // One pass over the buckets, so the +Inf count equals the sum of what was read, and the
+  // cumulative counts never decrease across bounds even while the worker records.
+  size_t le = 0;
+  for (unsigned b = 0; b < LatencyHistogram::kBuckets; ++b) {
+    while (le < kLatencyBoundsNs.size() &&
+           LatencyHistogram::upper_bound(b) > kLatencyBoundsNs[le]) {
+      w.latency_le[le++] = w.latency_count;
+    }
+    w.latency_count += c.latency.bucket(b);
+  }
+  while (le < kLatencyBoundsNs.size()) w.latency_le[le++] = w.latency_count;
+  w.latency_sum_ns = c.latency.sum_ns();
+  w.latency_max_ns = c.latency.max();
+  return w;
+}
+
 std::string to_json(const Snapshot& s) {
   std::string o = "{\n";
   o += fmt::format("  \"uptime_s\": {:.3f},\n", s.uptime_s);
@@ -140,8 +137,19 @@ std::string to_json(const Snapshot& s) {
   o += fmt::format(
       "  \"flow_cache\": {{\"entries\": {}, \"hits\": {}, \"misses\": {}, \"bypassed\": {}}},\n",
       s.flow_cache.entries, s.flow_cache.hits, s.flow_cache.misses, s.flow_cache.bypassed);
-  o += fmt::format("  \"latency_ns\": {{\"p50\": {}, \"p99\": {}, \"p999\": {}, \"max\": {}}}\n",
+  o += fmt::format("  \"latency_ns\": {{\"p50\": {}, \"p99\": {}, \"p999\": {}, \"max\": {}}},\n",
                    s.latency_ns.p50, s.latency_ns.p99, s.latency_ns.p999, s.latency_ns.max);
+  o += "  \"workers\": [";
+  for (size_t i = 0; i < s.workers.size(); ++i) {
+    const auto& w = s.workers[i];
+    o += fmt::format(
+        "{}\n    {{\"index\": {}, \"lcore\": {}, \"rx_packets\": {}, \"loops\": {}, "
+        "\"idle_ms\": {}, \"stalled\": {}}}",
+        i ? "," : "", w.index, w.lcore, w.rx_packets, w.loops, w.idle_ms, w.stalled);
+  }
+  o += s.workers.empty() ? "],\n" : "\n  ],\n";
+  o += fmt::format("  \"health\": {{\"status\": {}, \"capture\": {}, \"reason\": {}}}\n",
+                   quote(s.health.status), quote(s.health.capture), quote(s.health.reason));
   o += "}\n";
   return o;
 }

@@ -18,6 +18,32 @@ struct PortSnapshot {
   uint64_t rx_missed = 0, rx_nombuf = 0, tx_errors = 0, rx_errors = 0;
 };
 
+// The histogram's bucket bounds (Prometheus le, rendered in seconds): 0.5 us to 100 ms.
+inline constexpr std::array<uint64_t, 15> kLatencyBoundsNs = {
+    500,     1'000,   2'000,     5'000,     10'000,    20'000,     50'000,     100'000,
+    200'000, 500'000, 1'000'000, 2'000'000, 5'000'000, 10'000'000, 100'000'000};
+
+// One worker lcore: its heartbeat and what it has done. Filled by worker_snapshot(); idle_ms and
+// stalled by the control plane's liveness check (the heartbeat is the worker's loops counter).
+struct WorkerSnapshot {
+  unsigned index = 0;
+  unsigned lcore = 0;
+  uint64_t rx_packets = 0;
+  uint64_t loops = 0;    // heartbeat: housekeeping rounds
+  uint64_t idle_ms = 0;  // since the heartbeat last moved
+  bool stalled = false;  // no progress for longer than kStallMs
+  // Burst latency for Prometheus' histogram: cumulative packet counts at kLatencyBoundsNs (a
+  // LatencyHistogram bucket counts at a bound when its upper end is at most the bound, so a count
+  // is exact to the histogram's 1/16 resolution), then all packets, their exact sum and the max.
+  std::array<uint64_t, kLatencyBoundsNs.size()> latency_le{};
+  uint64_t latency_count = 0;
+  uint64_t latency_sum_ns = 0;
+  uint64_t latency_max_ns = 0;
+};
+
+// A worker whose heartbeat has not moved for longer than this is stalled (CONTRACT).
+inline constexpr uint64_t kStallMs = 1000;
+
 struct Totals {
   uint64_t packets = 0;
   uint64_t bytes = 0;
@@ -27,6 +53,7 @@ struct Snapshot {
   double uptime_s = 0;
   std::string simd;
   std::vector<PortSnapshot> ports;
+  std::vector<WorkerSnapshot> workers;
   std::array<uint64_t, kDropCount> drops{};
   // The current rules in file order, then those the last reload removed (final counts).
   std::vector<std::pair<std::string, Totals>> rules;
@@ -52,7 +79,17 @@ struct Snapshot {
   struct {
     uint64_t p50 = 0, p99 = 0, p999 = 0, max = 0;
   } latency_ns;
+  // /sluice/health: status "ok", "degraded" (reloads refused, capture failing) or "stalled"
+  // (a worker made no progress for longer than kStallMs); capture "off", "ok" or "failing".
+  struct {
+    std::string status = "ok";
+    std::string capture = "off";
+    std::string reason;  // empty when ok: what is wrong, for people
+  } health;
 };
+
+// A worker's own counters as a WorkerSnapshot (idle_ms and stalled are left to the caller).
+WorkerSnapshot worker_snapshot(const WorkerCounters& c, unsigned index, unsigned lcore);
 
 // Sums workers' counters into the snapshot's drops, default, non_ip and latency. (Rules are
 // summed by their generation's owner, flow::RuleStore::rule_totals.)

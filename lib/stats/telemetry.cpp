@@ -3,9 +3,12 @@
 #include <rte_telemetry.h>
 
 #include <algorithm>
-#include <cstring>
+#include <cerrno>
+#include <cstdint>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace sluice::stats {
 
@@ -23,6 +26,23 @@ Published& published() {
   return *p;
 }
 
+// The capture object's counters, keys under prefix ("capture/" in /sluice/stats).
+void add_capture(rte_tel_data* d, const Snapshot& s, const std::string& prefix) {
+  const std::pair<const char*, uint64_t> fields[] = {
+      {"packets", s.capture.packets},
+      {"bytes", s.capture.bytes},
+      {"chunks", s.capture.chunks},
+      {"segments", s.capture.segments},
+      {"dropped", s.capture.dropped},
+      {"write_errors", s.capture.write_errors},
+      {"bytes_written", s.capture.bytes_written},
+      {"ring_used", s.capture.ring_used},
+      {"ring_capacity", s.capture.ring_capacity},
+      {"busy_cycles", s.capture.busy_cycles},
+  };
+  for (const auto& [k, v] : fields) rte_tel_data_add_dict_u64(d, (prefix + k).c_str(), v);
+}
+
 int cmd_stats(const char*, const char*, rte_tel_data* d) {
   std::lock_guard lock(published().mutex);
   const auto& s = published().snap;
@@ -33,15 +53,7 @@ int cmd_stats(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_add_dict_u64(d, "default/bytes", s.fallback.bytes);
   rte_tel_data_add_dict_u64(d, "non_ip/packets", s.non_ip.packets);
   rte_tel_data_add_dict_u64(d, "non_ip/bytes", s.non_ip.bytes);
-  rte_tel_data_add_dict_u64(d, "capture/packets", s.capture.packets);
-  rte_tel_data_add_dict_u64(d, "capture/bytes", s.capture.bytes);
-  rte_tel_data_add_dict_u64(d, "capture/chunks", s.capture.chunks);
-  rte_tel_data_add_dict_u64(d, "capture/segments", s.capture.segments);
-  rte_tel_data_add_dict_u64(d, "capture/dropped", s.capture.dropped);
-  rte_tel_data_add_dict_u64(d, "capture/write_errors", s.capture.write_errors);
-  rte_tel_data_add_dict_u64(d, "capture/bytes_written", s.capture.bytes_written);
-  rte_tel_data_add_dict_u64(d, "capture/ring_used", s.capture.ring_used);
-  rte_tel_data_add_dict_u64(d, "capture/ring_capacity", s.capture.ring_capacity);
+  add_capture(d, s, "capture/");
   rte_tel_data_add_dict_u64(d, "reload/generation", s.reload.generation);
   rte_tel_data_add_dict_u64(d, "reload/ok", s.reload.ok);
   rte_tel_data_add_dict_u64(d, "reload/failed", s.reload.failed);
@@ -92,18 +104,136 @@ int cmd_port(const char*, const char* params, rte_tel_data* d) {
   return -EINVAL;  // unknown port: the client sees null
 }
 
-int cmd_rules(const char*, const char*, rte_tel_data* d) {
+// What one answer holds: DPDK 22.11 writes at most 16 KiB (MAX_OUTPUT_LEN in telemetry.c) and
+// silently leaves out entries that do not fit, so /sluice/rules stops before that, keeping room
+// for the command's name and the "/total" and "/next" entries.
+constexpr size_t kOutputBudget = 16 * 1024 - 128;
+
+size_t digits(uint64_t v) {
+  size_t n = 1;
+  while (v >= 10) {
+    v /= 10;
+    ++n;
+  }
+  return n;
+}
+
+// A non-negative decimal parameter ("/sluice/rules,20").
+bool parse_index(const char* params, size_t& out) {
+  if (params == nullptr || *params == '\0') return false;
+  size_t v = 0;
+  for (const char* p = params; *p != '\0'; ++p) {
+    if (*p < '0' || *p > '9' || v > (SIZE_MAX - 9) / 10) return false;
+    v = v * 10 + static_cast<size_t>(*p - '0');
+  }
+  out = v;
+  return true;
+}
+
+// A dict entry whose value is a flat array of numbers (DPDK frees it with the answer).
+bool add_u64_array(rte_tel_data* d, const char* key, const std::vector<uint64_t>& values) {
+  rte_tel_data* a = rte_tel_data_alloc();
+  if (a == nullptr) return false;
+  rte_tel_data_start_array(a, RTE_TEL_U64_VAL);
+  for (uint64_t v : values) {
+    if (rte_tel_data_add_array_u64(a, v) != 0) break;  // RTE_TEL_MAX_ARRAY_ENTRIES
+  }
+  if (rte_tel_data_add_dict_container(d, key, a, 0) != 0) {
+    rte_tel_data_free(a);
+    return false;
+  }
+  return true;
+}
+
+int cmd_rules(const char*, const char* params, rte_tel_data* d) {
+  size_t first = 0;
+  const bool paged = params != nullptr && *params != '\0';
+  if (paged && !parse_index(params, first)) return -EINVAL;
+  std::lock_guard lock(published().mutex);
+  const auto& rules = published().snap.rules;
+  rte_tel_data_start_dict(d);
+  size_t entries = RTE_TEL_MAX_DICT_ENTRIES - (paged ? 2 : 0);
+  size_t budget = kOutputBudget;
+  size_t i = std::min(first, rules.size());
+  for (; i < rules.size() && entries > 0; ++i) {
+    const auto& [name, t] = rules[i];
+    const std::string key = telemetry_rule_key(name);
+    const size_t cost = key.size() + digits(t.packets) + digits(t.bytes) + 8;  // "k":[p,b],
+    if (cost > budget || key.size() >= RTE_TEL_MAX_STRING_LEN) break;
+    if (!add_u64_array(d, key.c_str(), {t.packets, t.bytes})) break;
+    budget -= cost;
+    --entries;
+  }
+  if (paged) {
+    rte_tel_data_add_dict_u64(d, "/total", rules.size());
+    rte_tel_data_add_dict_u64(d, "/next", i);
+  }
+  return 0;
+}
+
+int cmd_rule(const char*, const char* params, rte_tel_data* d) {
+  if (params == nullptr) return -EINVAL;
+  std::lock_guard lock(published().mutex);
+  const auto& rules = published().snap.rules;
+  for (size_t i = 0; i < rules.size(); ++i) {
+    const auto& [name, t] = rules[i];
+    if (name != params) continue;
+    rte_tel_data_start_dict(d);
+    rte_tel_data_add_dict_string(d, "name", telemetry_text(name).c_str());
+    rte_tel_data_add_dict_u64(d, "index", i);
+    rte_tel_data_add_dict_u64(d, "packets", t.packets);
+    rte_tel_data_add_dict_u64(d, "bytes", t.bytes);
+    return 0;
+  }
+  return -EINVAL;  // no such rule: the client sees null
+}
+
+// Per-worker columns, keys under prefix ("" or "workers/"); counters adds rx_packets and loops.
+void add_worker_columns(rte_tel_data* d, const std::vector<WorkerSnapshot>& ws,
+                        const std::string& prefix, bool counters) {
+  std::vector<uint64_t> index, lcore, rx, loops, idle, stalled;
+  for (const auto& w : ws) {
+    index.push_back(w.index);
+    lcore.push_back(w.lcore);
+    rx.push_back(w.rx_packets);
+    loops.push_back(w.loops);
+    idle.push_back(w.idle_ms);
+    stalled.push_back(w.stalled ? 1 : 0);
+  }
+  add_u64_array(d, (prefix + "index").c_str(), index);
+  add_u64_array(d, (prefix + "lcore").c_str(), lcore);
+  if (counters) {
+    add_u64_array(d, (prefix + "rx_packets").c_str(), rx);
+    add_u64_array(d, (prefix + "loops").c_str(), loops);
+  }
+  add_u64_array(d, (prefix + "idle_ms").c_str(), idle);
+  add_u64_array(d, (prefix + "stalled").c_str(), stalled);
+}
+
+int cmd_workers(const char*, const char*, rte_tel_data* d) {
   std::lock_guard lock(published().mutex);
   rte_tel_data_start_dict(d);
-  size_t n = 0;
-  for (const auto& [name, t] : published().snap.rules) {
-    if (++n > RTE_TEL_MAX_DICT_ENTRIES) break;
-    // DPDK 22.11 refuses dict keys other than letters, digits, '_' and '/'.
-    std::string key = name;
-    std::replace(key.begin(), key.end(), '-', '_');
-    std::replace(key.begin(), key.end(), '.', '/');
-    rte_tel_data_add_dict_u64(d, key.c_str(), t.packets);
-  }
+  add_worker_columns(d, published().snap.workers, "", true);
+  return 0;
+}
+
+int cmd_capture(const char*, const char*, rte_tel_data* d) {
+  std::lock_guard lock(published().mutex);
+  const auto& s = published().snap;
+  rte_tel_data_start_dict(d);
+  rte_tel_data_add_dict_string(d, "state", telemetry_text(s.health.capture).c_str());
+  add_capture(d, s, "");
+  return 0;
+}
+
+int cmd_health(const char*, const char*, rte_tel_data* d) {
+  std::lock_guard lock(published().mutex);
+  const auto& s = published().snap;
+  rte_tel_data_start_dict(d);
+  rte_tel_data_add_dict_string(d, "status", telemetry_text(s.health.status).c_str());
+  rte_tel_data_add_dict_string(d, "reason", telemetry_text(s.health.reason).c_str());
+  rte_tel_data_add_dict_string(d, "capture", telemetry_text(s.health.capture).c_str());
+  add_worker_columns(d, s.workers, "workers/", false);
   return 0;
 }
 
@@ -116,7 +246,37 @@ void telemetry_register() {
   rte_telemetry_register_cmd("/sluice/ports", cmd_ports, "sluice port names. No parameters");
   rte_telemetry_register_cmd("/sluice/port", cmd_port, "One port's counters. Parameter: name");
   rte_telemetry_register_cmd("/sluice/rules", cmd_rules,
-                             "Packets per rule (first 256). No parameters");
+                             "Rule key -> [packets, bytes]. Parameter: first rule (paging)");
+  rte_telemetry_register_cmd("/sluice/rule", cmd_rule, "One rule's counters. Parameter: name");
+  rte_telemetry_register_cmd("/sluice/workers", cmd_workers,
+                             "Per worker (columns): lcore, heartbeat, idle. No parameters");
+  rte_telemetry_register_cmd("/sluice/capture", cmd_capture,
+                             "The capture store's counters and state. No parameters");
+  rte_telemetry_register_cmd("/sluice/health", cmd_health,
+                             "ok, degraded or stalled; per worker idle ms. No parameters");
+}
+
+std::string telemetry_rule_key(std::string_view name) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string k;
+  k.reserve(name.size() * 2);
+  for (const char c : name) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '-') {
+      k += '_';
+    } else if (c == '_') {
+      k += "/_";
+    } else if (c == '.') {
+      k += "//";
+    } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+      k += c;
+    } else {  // rule names allow none of these; kept reversible all the same
+      k += '/';
+      k += kHex[u >> 4];
+      k += kHex[u & 15];
+    }
+  }
+  return k;
 }
 
 std::string telemetry_text(std::string_view s) {

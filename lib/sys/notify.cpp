@@ -1,5 +1,7 @@
 #include "lib/sys/notify.h"
 
+#include <atomic>
+
 #include "sluice_build_config.h"
 
 #if SLUICE_HAVE_SYSTEMD
@@ -7,6 +9,14 @@
 #endif
 
 namespace sluice::sys {
+
+namespace {
+std::atomic<bool> g_watchdog_held{false};
+}  // namespace
+
+void watchdog_hold(bool held) {
+  g_watchdog_held.store(held, std::memory_order_relaxed);
+}
 
 #if SLUICE_HAVE_SYSTEMD
 void notify_ready() {
@@ -27,7 +37,7 @@ std::chrono::microseconds watchdog_interval() {
   return std::chrono::microseconds(0);
 }
 void notify_watchdog() {
-  sd_notify(0, "WATCHDOG=1");
+  if (!g_watchdog_held.load(std::memory_order_relaxed)) sd_notify(0, "WATCHDOG=1");
 }
 #else
 void notify_ready() {}

@@ -13,6 +13,10 @@ void notify_reloading();
 void notify_status(const std::string& status);
 // The watchdog interval systemd asked for (WatchdogSec), or zero when none.
 std::chrono::microseconds watchdog_interval();
+// Feeds the watchdog, unless it is held.
 void notify_watchdog();
+// While held, notify_watchdog() feeds nothing, so systemd restarts a service whose workers have
+// stalled even though its control plane (which feeds the watchdog) still runs.
+void watchdog_hold(bool held);
 
 }  // namespace sluice::sys

@@ -125,10 +125,10 @@ class Background:
     """sluice running in the background (app: its options after "--"), stderr collected line by
     line so a test can wait for what it logs."""
 
-    def __init__(self, binary, eal, app):
+    def __init__(self, binary, eal, app, env=None):
         self.eal = eal
         self.proc = subprocess.Popen([binary, *eal, "--", *app], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+                                     stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, env=env)
         self.lines = []
         self.cond = threading.Condition()
         self.reader = threading.Thread(target=self._read, daemon=True)

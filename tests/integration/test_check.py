@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 
 from runner import check, parse_args, report, run, tempdir, write
 
@@ -88,6 +89,46 @@ def main():
               f"rc={rc}\n{err}")
         rc, out, err = run(s, None, ["-c", good, "--diff", os.path.join(d, "old.yaml")])
         check("--diff without --check: usage error, exit 1", rc == 1 and "--check" in err, f"rc={rc}\n{err}")
+
+        # Bad input (issue 10): what is not a regular file, or is too big, is refused at once,
+        # naming the file and what it is; a non-YAML file is quoted one line at most.
+        def check_at_once(argv, timeout=10):
+            t0 = time.monotonic()
+            try:
+                rc, out, err = run(s, None, argv, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                return None, "", f"still running after {timeout} s (hung)", timeout
+            return rc, out, err, time.monotonic() - t0
+
+        fifo = os.path.join(d, "sluice.fifo")
+        os.mkfifo(fifo)
+        os.mkdir(os.path.join(d, "a-dir"))
+        sparse = os.path.join(d, "sparse.yaml")
+        with open(sparse, "wb") as f:
+            f.truncate(2 << 30)
+        for path, what in [("/dev/zero", "it is a character device"), (fifo, "it is a FIFO (named pipe)"),
+                           (os.path.join(d, "a-dir"), "it is a directory"),
+                           (sparse, "it is 2.0 GiB, more than the 1.0 MiB an appliance config may be")]:
+            rc, out, err, took = check_at_once(["--check", "-c", path])
+            check(f"--check -c {os.path.basename(path)}: exit 1 at once, naming the file and what it is",
+                  rc == 1 and f"cannot read {path}: {what}" in err and took < 5, f"rc={rc} {took:.1f} s\n{err}")
+        write(d, "fifo-flows.yaml", "ports:\n  - name: wan\n    device: net_null0\nworkers:\n  lcores: [1]\nflows: flows.fifo\n")
+        os.mkfifo(os.path.join(d, "flows.fifo"))
+        rc, out, err, took = check_at_once(["--check", "-c", os.path.join(d, "fifo-flows.yaml")])
+        check("--check with a FIFO as the flows file: exit 1 at once, at the flows: line",
+              rc == 1 and re.search(r"fifo-flows\.yaml:6:8: flows: cannot read .*flows\.fifo: it is a FIFO", err),
+              f"rc={rc}\n{err}")
+        with open(os.path.join(d, "binary.yaml"), "wb") as f:
+            f.write(bytes(range(1, 256)) * 40)
+        with open(os.path.join(d, "oneline.yaml"), "w") as f:
+            f.write("x" * 100000 + "\n")
+        for name in ["binary.yaml", "oneline.yaml"]:
+            rc, out, err, took = check_at_once(["--check", "-c", os.path.join(d, name)])
+            msg = [l for l in err.splitlines() if name in l]
+            check(f"--check {name}: exit 1, one error line under 400 characters, no raw bytes",
+                  rc == 1 and len(err.splitlines()) == 1 and len(err) < 400 and all(c.isprintable() for c in err.rstrip("\n")) and msg, f"rc={rc} {len(err)} chars\n{err[:2000]!r}")
+        rc, out, err, took = check_at_once(["--check", "-c", os.path.join(d, "oneline.yaml")])
+        check("--check on a long one-line file: quotes 120 characters and '...'", "'" + "x" * 120 + "...'" in err, err[:500])
     report()
 
 

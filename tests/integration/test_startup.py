@@ -91,6 +91,19 @@ def main():
         ok, why = pool_lines_ok(err)
         check("--simd auto run: pool full before start and after stop", ok, why)
 
+        # Bad input (issue 10): a config or flows file that is a FIFO or a device is a config
+        # error (exit 1) at once, before EAL starts; neither blocks the start.
+        os.mkfifo(os.path.join(d, "startup.fifo"))
+        for path, what in [("/dev/zero", "a character device"), (os.path.join(d, "startup.fifo"), "a FIFO")]:
+            rc, out, err = run(s, eal_args("st10"), ["-c", path], timeout=20)
+            check(f"start with -c {os.path.basename(path)}: exit 1 at once, saying it is {what}",
+                  rc == 1 and f"cannot read {path}: it is {what}" in err and "EAL" not in err, f"rc={rc}\n{err}")
+        cfg = write(d, "fifoflows.yaml", appliance(good_ports, flows="startup.fifo"))
+        rc, out, err = run(s, eal_args("st11"), ["-c", cfg], timeout=20)
+        check("start with a FIFO as the flows file: exit 1 at once, at the flows: line",
+              rc == 1 and re.search(r"fifoflows\.yaml:\d+:\d+: flows: cannot read .*startup\.fifo: it is a FIFO", err),
+              f"rc={rc}\n{err}")
+
     report()
 
 

@@ -3,9 +3,12 @@
 
 #include "lib/config/config.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -472,6 +475,137 @@ TEST_F(ConfigTest, BadMatchType) {
 
 TEST_F(ConfigTest, BadFlowsYamlSyntax) {
   flows_error("version: 1\nrules:\n  - name: a\n   action: drop\n", "4:4", "invalid YAML");
+}
+
+TEST_F(ConfigTest, TooManyPorts) {
+  app_error(ports(33) + kTail, "66:5", "ports: 33 ports; expected at most 32");
+}
+
+// ---- files that are not config files (issue 10): refused at once, never read whole ----
+
+// A FIFO, /dev/zero, a directory: each is refused before the first read (a read would block
+// on the FIFO and never end on /dev/zero); the error names the file and what it is.
+TEST_F(ConfigTest, RefusesWhatIsNotARegularFile) {
+  const std::string fifo = (dir_ / "sluice.fifo").string();
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  const std::string subdir = (dir_ / "a-dir").string();
+  fs::create_directories(subdir);
+  const std::pair<std::string, std::string> cases[] = {
+      {fifo, "it is a FIFO (named pipe)"},
+      {"/dev/zero", "it is a character device"},
+      {subdir, "it is a directory"},
+  };
+  for (const auto& [path, what] : cases) {
+    auto r = load_appliance(path);
+    ASSERT_FALSE(r.ok()) << path;
+    EXPECT_EQ(r.error(), "cannot read " + path + ": " + what +
+                             "; expected an appliance config as a regular file");
+    auto f = load_flows(path, Appliance{});
+    ASSERT_FALSE(f.ok()) << path;
+    EXPECT_NE(f.error().find(path + ": " + what + "; expected a flows file"), std::string::npos)
+        << f.error();
+    auto t = read_text(path);  // what a reload reads
+    ASSERT_FALSE(t.ok()) << path;
+    EXPECT_NE(t.error().find(what), std::string::npos) << t.error();
+  }
+}
+
+// The flows file named by the appliance config: the error points at its flows: line.
+TEST_F(ConfigTest, RefusesAFifoAsTheFlowsFile) {
+  const std::string app = write("sluice.yaml", kApp);
+  ASSERT_EQ(mkfifo((dir_ / "flows.yaml").c_str(), 0600), 0);
+  auto r = load(app);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().rfind(app + ":10:8: flows: cannot read ", 0), 0u) << r.error();
+  EXPECT_NE(r.error().find("it is a FIFO (named pipe)"), std::string::npos) << r.error();
+}
+
+// A file larger than its limit is refused by its size (a 2 GiB sparse file reads as zeros and
+// would take seconds and gigabytes), before anything is read.
+TEST_F(ConfigTest, RefusesFilesOverTheSizeLimit) {
+  const std::string big = write("big.yaml", "");
+  ASSERT_EQ(truncate(big.c_str(), 2ll << 30), 0);
+  auto r = load_appliance(big);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), "cannot read " + big +
+                           ": it is 2.0 GiB, more than the 1.0 MiB an appliance config may be; "
+                           "expected a smaller file (is this the right file?)");
+  auto f = read_text(big);
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.error().find("2.0 GiB, more than the 64.0 MiB a flows file may be"),
+            std::string::npos)
+      << f.error();
+
+  // Just at the limits: read (and then refused for what is in them, not for their size).
+  const std::string app = write("limit.yaml", "");
+  ASSERT_EQ(truncate(app.c_str(), static_cast<off_t>(kMaxApplianceBytes)), 0);
+  r = load_appliance(app);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().find("more than"), std::string::npos) << r.error();
+  ASSERT_EQ(truncate(app.c_str(), static_cast<off_t>(kMaxApplianceBytes) + 1), 0);
+  r = load_appliance(app);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().find("more than the 1.0 MiB"), std::string::npos) << r.error();
+  ASSERT_EQ(truncate(app.c_str(), static_cast<off_t>(kMaxFlowsBytes)), 0);
+  EXPECT_TRUE(read_text(app).ok());
+}
+
+// A message quotes at most one line of the file, cut at 120 bytes, and prints no raw bytes.
+void expect_one_short_line(const std::string& error) {
+  EXPECT_EQ(error.find('\n'), std::string::npos) << error;
+  EXPECT_LT(error.size(), 400u) << error;
+  EXPECT_TRUE(std::all_of(error.begin(), error.end(), [](char c) {
+    return static_cast<unsigned char>(c) >= 0x20;
+  })) << error;
+}
+
+TEST_F(ConfigTest, QuotesOneLineOfALongOrBinaryFile) {
+  // One 5000-byte line: a scalar where a map belongs.
+  app_error(std::string(5000, 'x') + "\n", "1:1",
+            "got '" + std::string(120, 'x') + "...'; expected a map with keys ports");
+  expect_one_short_line(load_appliance((dir_ / "sluice.yaml").string()).error());
+  // Many lines that fold into one scalar.
+  std::string lines;
+  for (int i = 0; i < 200; ++i) lines += "word word word word\n";
+  app_error(lines, "1:1", "got 'word word");
+  expect_one_short_line(load_appliance((dir_ / "sluice.yaml").string()).error());
+  // A block scalar keeps its line breaks: only the first line is quoted.
+  app_error("ports: |\n  first line\n  second line\n" + std::string(kTail), "1:8",
+            "ports: got the string \"first line...\"; expected a list of ports");
+  // A long unknown key, and a long value where a number belongs.
+  app_error(std::string(300, 'k') + ": 1\n", "1:1",
+            "unknown key '" + std::string(120, 'k') + "...'");
+  app_error(std::string(kOnePort) + "workers:\n  lcores: [1]\n  burst: " + std::string(300, '9') +
+                "\nflows: f\n",
+            "6:10", "workers.burst: " + std::string(120, '9') + "... is out of range");
+}
+
+TEST_F(ConfigTest, RefusesABinaryFileAtItsFirstNulByte) {
+  std::string bin =
+      "\x7f"
+      "ELF\x02\x01\x01";
+  bin += std::string(1, '\0') + std::string(3000, '\xff') + "\n\x01\x02";
+  const std::string path = write("sluice.yaml", bin);
+  auto r = load_appliance(path);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), path +
+                           ":1:8: a NUL byte: this is not a text file (a binary?); expected "
+                           "YAML text");
+  // Binary without NUL bytes: yaml-cpp's own message, its bytes escaped.
+  std::string noisy = "a: \"\\\xf3\"\n" + std::string(2000, '\xfe');
+  write("sluice.yaml", noisy);
+  r = load_appliance(path);
+  ASSERT_FALSE(r.ok());
+  expect_one_short_line(r.error());
+  EXPECT_NE(r.error().find("\\xf3"), std::string::npos) << r.error();
+}
+
+// Paths with line breaks would print as two lines wherever they are named.
+TEST_F(ConfigTest, RefusesControlCharactersInPaths) {
+  app_error(std::string(kOnePort) + "workers:\n  lcores: [1]\nflows: \"a\\nb.yaml\"\n", "6:8",
+            "flows: the path has a control character (a line break?)");
+  app_error(std::string(kOnePort) + kTail + "capture:\n  lcore: 2\n  path: \"/x\\ty\"\n", "9:9",
+            "capture.path: the path has a control character");
 }
 
 }  // namespace

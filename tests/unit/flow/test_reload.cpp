@@ -185,5 +185,35 @@ TEST_F(ReloadTest, WatcherSkipsBytesAlreadyTriedAndExplicitTriggersDoNotCountTwi
   EXPECT_EQ(reloader_->stats().failed, 1u);
 }
 
+TEST_F(ReloadTest, GracePeriodThatCannotEndBoundsTheGenerationsKept) {
+  // A reader that is online and never quiescent (a stalled worker): no replaced generation can
+  // be freed, so after kMaxRetiring of them reloads are refused and the rules stay.
+  rte_rcu_qsbr* q = store_->qsbr();
+  rte_rcu_qsbr_thread_online(q, 0);
+  for (size_t i = 0; i < RuleStore::kMaxRetiring; ++i) {
+    write(i % 2 ? kRules : kMoreRules);
+    ASSERT_EQ(reload().kind, Kind::kApplied) << i;
+  }
+  EXPECT_EQ(store_->retiring(), RuleStore::kMaxRetiring);
+  const Generation* running = store_->published()->load();
+  write(kMoreRules + std::string("  - name: extra\n    match: { proto: udp }\n    action: drop\n"));
+  auto o = reload();
+  EXPECT_EQ(o.kind, Kind::kRejected);
+  EXPECT_NE(o.error.find("reload refused: 4 replaced rule generations are still in their grace "
+                         "period"),
+            std::string::npos)
+      << o.error;
+  EXPECT_EQ(store_->published()->load(), running);
+  EXPECT_EQ(store_->retiring(), RuleStore::kMaxRetiring);
+  EXPECT_EQ(reloader_->stats().failed, 1u);
+  // The reader comes back: the old generations go and reloads work again.
+  rte_rcu_qsbr_quiescent(q, 0);
+  store_->poll();
+  EXPECT_EQ(store_->retiring(), 0u);
+  EXPECT_EQ(reload().kind, Kind::kApplied);
+  rte_rcu_qsbr_thread_offline(q, 0);
+  store_->poll();
+}
+
 }  // namespace
 }  // namespace sluice::flow

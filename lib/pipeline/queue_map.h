@@ -1,0 +1,22 @@
+#pragma once
+// Which RX queues each worker polls. Every port has one RX queue per worker (lib/port), and
+// queue q of every port goes to worker q mod workers, so each worker polls one queue of every
+// port and no queue is polled twice.
+
+#include <cstdint>
+#include <vector>
+
+#include "lib/pipeline/worker.h"
+
+namespace sluice::pipeline {
+
+struct PortQueues {
+  uint16_t port_id;    // ethdev id
+  uint8_t port_index;  // config index
+  uint16_t rx_queues;
+};
+
+std::vector<RxQueue> rx_queues_of(unsigned worker, unsigned workers,
+                                  const std::vector<PortQueues>& ports);
+
+}  // namespace sluice::pipeline
