@@ -1,18 +1,23 @@
 #include "lib/port/ports.h"
 
 #include <rte_dev.h>
+#include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
+#include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <rte_pdump.h>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
+#include <new>
 #include <set>
+#include <string_view>
 #include <thread>
 
 #include "lib/sys/topology.h"
@@ -69,6 +74,73 @@ int socket_of_lcore(unsigned lcore, const sys::Topology* topo) {
     if (s >= 0) return s;
   }
   return static_cast<int>(rte_lcore_to_socket_id(lcore));
+}
+
+// RX callback on every queue (DPDK runs it inside rte_eth_rx_burst, on the polling worker): what
+// sluice received, whatever the driver's counters say later. Its cost: an indirect call a burst
+// and each packet's length, from the mbuf line the driver has just written.
+uint16_t count_rx_burst(uint16_t, uint16_t, rte_mbuf** pkts, uint16_t n, uint16_t,
+                        void* arg) noexcept {
+  if (n == 0) return 0;
+  uint64_t bytes = 0;
+  for (uint16_t i = 0; i < n; ++i) bytes += rte_pktmbuf_pkt_len(pkts[i]);
+  auto* c = static_cast<RxQueueCounters*>(arg);
+  c->packets.add(n);
+  c->bytes.add(bytes);
+  return n;
+}
+
+bool link_up(uint16_t port_id) {
+  rte_eth_link link{};
+  return rte_eth_link_get_nowait(port_id, &link) == 0 && link.link_status == RTE_ETH_LINK_UP;
+}
+
+bool read_counters(uint16_t port_id, PortCounterValues& raw) {
+  rte_eth_stats st{};
+  if (rte_eth_stats_get(port_id, &st) != 0) return false;
+  raw = {st.ipackets, st.ibytes,    st.opackets, st.obytes,
+         st.imissed,  st.rx_nombuf, st.oerrors,  st.ierrors};
+  return true;
+}
+
+// The EAL file prefix, which a secondary process (dpdk-dumpcap) must name to attach.
+std::string_view file_prefix() {
+  std::string_view dir = rte_eal_get_runtime_dir();
+  return dir.substr(dir.rfind('/') + 1);
+}
+
+// rte_pdump's server in this (primary) process: a secondary asks it over EAL's multi-process
+// channel to put its RX/TX callbacks on our queues, which copy packets into the secondary's
+// pool and ring. Without it dpdk-dumpcap says "Packet dump enable failed". A secondary maps the
+// primary's hugepage files, so there is nothing to attach to without hugepages, with
+// --in-memory or --no-shconf (no channel either) or --huge-unlink (no files).
+bool init_pdump() {
+  if (rte_eal_process_type() != RTE_PROC_PRIMARY) return false;
+  if (!rte_eal_has_hugepages()) {
+    spdlog::info(
+        "pdump: not initialised: EAL runs without hugepages (--no-huge), so no secondary "
+        "process (dpdk-dumpcap, dpdk-pdump, dpdk-proc-info) can attach");
+    return false;
+  }
+  rte_errno = 0;
+  if (rte_pdump_init() != 0) {
+    spdlog::warn("pdump: cannot initialise ({}): dpdk-dumpcap and dpdk-pdump cannot attach",
+                 rte_strerror(rte_errno));
+    return false;
+  }
+  if (rte_errno == ENOTSUP) {  // rte_pdump_init's quiet way of saying EAL has no channel
+    rte_pdump_uninit();
+    spdlog::info(
+        "pdump: not initialised: EAL has no multi-process channel (--in-memory or --no-shconf), "
+        "so dpdk-dumpcap and dpdk-pdump cannot attach");
+    return false;
+  }
+  // --huge-unlink keeps the channel but leaves no files to map; EAL does not say which it ran.
+  spdlog::info(
+      "pdump: ready: dpdk-dumpcap --file-prefix={} -i PORT captures from a port (unless EAL runs "
+      "with --huge-unlink: a secondary maps sluice's hugepage files)",
+      file_prefix());
+  return true;
 }
 
 }  // namespace
@@ -148,6 +220,7 @@ Result<std::unique_ptr<Ports>> Ports::open(const config::Appliance& app,
     }
     self->ports_.push_back(info);
   }
+  self->counting_.resize(self->ports_.size());
 
   // One pool per socket that has ports.
   std::set<int> sockets;
@@ -229,15 +302,44 @@ Result<std::unique_ptr<Ports>> Ports::open(const config::Appliance& app,
             fmt::format("port '{}': TX queue {} setup failed: {}", pi.name, q, rte_strerror(-rc))};
       }
     }
+    self->count_rx(i);
     spdlog::info("port {} '{}': {} ({}), socket {}, {} RX / {} TX queues, {}/{} descriptors",
                  pi.port_id, pi.name, pi.device, dev.driver_name, pi.socket, pi.rx_queues,
                  pi.tx_queues, nb_rxd, nb_txd);
   }
+  self->pdump_ = init_pdump();
   return self;
+}
+
+void Ports::count_rx(size_t port) {
+  const auto& pi = ports_[port];
+  auto& c = counting_[port];
+  const size_t bytes = sizeof(RxQueueCounters) * pi.rx_queues;
+  void* mem = rte_zmalloc_socket("sluice_rx_counters", bytes, alignof(RxQueueCounters), pi.socket);
+  if (mem == nullptr) mem = rte_zmalloc("sluice_rx_counters", bytes, alignof(RxQueueCounters));
+  if (mem == nullptr) {
+    spdlog::warn("port '{}': no memory for RX counters: its counters are the driver's only",
+                 pi.name);
+    return;
+  }
+  c.rx = static_cast<RxQueueCounters*>(mem);
+  for (uint16_t q = 0; q < pi.rx_queues; ++q) new (&c.rx[q]) RxQueueCounters();
+  for (uint16_t q = 0; q < pi.rx_queues; ++q) {
+    const rte_eth_rxtx_callback* cb =
+        rte_eth_add_rx_callback(pi.port_id, q, count_rx_burst, &c.rx[q]);
+    if (cb == nullptr) {
+      // Only a DPDK built without RTE_ETHDEV_RXTX_CALLBACKS (then rte_pdump cannot work either).
+      spdlog::warn("port '{}': cannot count RX queue {} ({}): its counters are the driver's only",
+                   pi.name, q, rte_strerror(rte_errno));
+      return;
+    }
+    c.callbacks.push_back(cb);
+  }
 }
 
 Ports::~Ports() {
   close();
+  for (auto& c : counting_) rte_free(c.rx);
   for (auto& p : pools_) rte_mempool_free(p.mp);
 }
 
@@ -284,6 +386,8 @@ Result<void> Ports::start() {
 
 void Ports::stop() {
   if (!started_) return;
+  // A last reading with the links up: some drivers hide their counters once stopped.
+  for (size_t i = 0; i < ports_.size(); ++i) stats(i);
   for (const auto& pi : ports_) {
     int rc = rte_eth_dev_stop(pi.port_id);
     if (rc != 0) spdlog::warn("port '{}': stop failed: {}", pi.name, rte_strerror(-rc));
@@ -294,6 +398,22 @@ void Ports::stop() {
 void Ports::close() {
   if (closed_) return;
   stop();
+  for (size_t i = 0; i < counting_.size(); ++i) {
+    stats(i);  // the totals stats() answers from now on
+    // The workers are stopped, so no callback runs: remove and free them while the queues exist.
+    auto& c = counting_[i];
+    for (size_t q = 0; q < c.callbacks.size(); ++q) {
+      const uint16_t queue = static_cast<uint16_t>(q);
+      if (rte_eth_remove_rx_callback(ports_[i].port_id, queue, c.callbacks[q]) == 0) {
+        rte_free(const_cast<rte_eth_rxtx_callback*>(c.callbacks[q]));
+      }
+    }
+    c.callbacks.clear();
+  }
+  if (pdump_) {
+    rte_pdump_uninit();
+    pdump_ = false;
+  }
   for (const auto& pi : ports_) {
     int rc = rte_eth_dev_close(pi.port_id);
     if (rc != 0) spdlog::warn("port '{}': close failed: {}", pi.name, rte_strerror(-rc));
@@ -311,19 +431,48 @@ Ports::PoolLevels Ports::pool_levels() const {
 }
 
 stats::PortSnapshot Ports::stats(size_t port) const {
-  stats::PortSnapshot s;
-  s.name = ports_[port].name;
-  rte_eth_stats st{};
-  if (!closed_ && rte_eth_stats_get(ports_[port].port_id, &st) == 0) {
-    s.rx_packets = st.ipackets;
-    s.rx_bytes = st.ibytes;
-    s.tx_packets = st.opackets;
-    s.tx_bytes = st.obytes;
-    s.rx_missed = st.imissed;
-    s.rx_nombuf = st.rx_nombuf;
-    s.tx_errors = st.oerrors;
-    s.rx_errors = st.ierrors;
+  const PortInfo& pi = ports_[port];
+  Counting& c = counting_[port];
+  if (closed_) return c.last;
+  PortCounterValues raw{};
+  if (read_counters(pi.port_id, raw)) {
+    bool up = true;
+    if (c.driver.lower(raw)) {
+      // A reset or a hide: the link tells them apart, up around a second reading.
+      up = link_up(pi.port_id) && read_counters(pi.port_id, raw) && link_up(pi.port_id);
+    }
+    const auto reading = c.driver.update(raw, up);
+    if (reading == MonotonicCounters::Reading::kReset) {
+      spdlog::info("port '{}': the driver reset its counters (reset {}); sluice's go on", pi.name,
+                   c.driver.resets());
+    } else if ((reading == MonotonicCounters::Reading::kIgnored) != c.hidden) {
+      c.hidden = !c.hidden;
+      spdlog::debug("port '{}': the driver {} its counters (link down); sluice keeps its own",
+                    pi.name, c.hidden ? "hides" : "shows again");
+    }
   }
+  const PortCounterValues t = c.driver.totals();
+  auto at = [&t](PortCounter k) { return t[static_cast<size_t>(k)]; };
+  // RX: the larger of two lower bounds. A NIC counts what reached its ring before sluice polls
+  // it; sluice counts what it polled, which memif hides with its peer gone.
+  uint64_t rx_packets = 0, rx_bytes = 0;
+  if (c.rx != nullptr) {
+    for (uint16_t q = 0; q < pi.rx_queues; ++q) {
+      rx_packets += c.rx[q].packets.get();
+      rx_bytes += c.rx[q].bytes.get();
+    }
+  }
+  stats::PortSnapshot s;
+  s.name = pi.name;
+  s.rx_packets = std::max(at(PortCounter::kRxPackets), rx_packets);
+  s.rx_bytes = std::max(at(PortCounter::kRxBytes), rx_bytes);
+  s.tx_packets = at(PortCounter::kTxPackets);
+  s.tx_bytes = at(PortCounter::kTxBytes);
+  s.rx_missed = at(PortCounter::kRxMissed);
+  s.rx_nombuf = at(PortCounter::kRxNombuf);
+  s.tx_errors = at(PortCounter::kTxErrors);
+  s.rx_errors = at(PortCounter::kRxErrors);
+  c.last = s;
   return s;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // Ethernet ports from the appliance config: device attach (PCI or vdev), one mbuf pool per
-// NUMA socket in use (sized from the config), one RX and one TX queue per worker per port.
+// NUMA socket in use (sized from the config), one RX and one TX queue per worker per port,
+// counters that never go backwards, and rte_pdump, so dpdk-dumpcap can capture from the ports.
 
 #include <cstdint>
 #include <memory>
@@ -8,9 +9,11 @@
 #include <vector>
 
 #include "lib/config/config.h"
+#include "lib/port/monotonic.h"
 #include "lib/stats/snapshot.h"
 #include "lib/sys/result.h"
 
+struct rte_eth_rxtx_callback;
 struct rte_mempool;
 
 namespace sluice::sys {
@@ -33,6 +36,12 @@ struct PoolSizing {
 // Sizes the pool for the given ports (indices into app.ports) and workers. Pure: no EAL.
 PoolSizing size_pool(const config::Appliance& app, const std::vector<size_t>& ports);
 
+// What the RX callback of one queue counted: written by the worker that polls the queue.
+struct alignas(64) RxQueueCounters {
+  stats::Counter packets;
+  stats::Counter bytes;
+};
+
 struct PortInfo {
   std::string name;
   std::string device;
@@ -44,8 +53,9 @@ struct PortInfo {
 
 class Ports {
  public:
-  // Attaches every device, creates the pools, configures queues. Errors name the port, the
-  // config line and the fix.
+  // Attaches every device, creates the pools, configures queues, and initialises rte_pdump
+  // (where EAL lets a secondary process attach: hugepages and a multi-process channel; else it
+  // says so and goes on). Errors name the port, the config line and the fix.
   static Result<std::unique_ptr<Ports>> open(const config::Appliance& app,
                                              const sys::Topology* topo);
   ~Ports();
@@ -54,7 +64,8 @@ class Ports {
 
   // Starts every port and waits (bounded) for links to come up.
   Result<void> start();
-  // Stops every port; then close() releases their queues (and every mbuf they held).
+  // Stops every port; then close() releases their queues (and every mbuf they held) and
+  // rte_pdump. Call both with the workers stopped.
   void stop();
   void close();
 
@@ -68,6 +79,14 @@ class Ports {
     uint64_t available = 0;
   };
   PoolLevels pool_levels() const;
+  // A port's counters, from the main lcore only (each call is a reading that moves the totals
+  // on). They never go backwards: a driver that resets its counters or hides them (net_memif
+  // while its peer is away) does not take sluice's back (lib/port/monotonic.h). RX packets and
+  // bytes are at least what the workers received from the port (an RX callback counts every
+  // queue), so what arrived after the last reading before a memif peer left still counts. TX
+  // is the driver's count alone (a callback runs before the driver takes the packets, so it
+  // cannot count what was sent): what went to a memif peer since the last reading is lost if
+  // the peer leaves for good before the next one. After close() the last totals.
   stats::PortSnapshot stats(size_t port) const;
 
  private:
@@ -78,8 +97,19 @@ class Ports {
     rte_mempool* mp;
   };
   std::vector<Pool> pools_;
+  struct Counting {
+    RxQueueCounters* rx = nullptr;  // one per RX queue, on the port's socket
+    std::vector<const rte_eth_rxtx_callback*> callbacks;
+    MonotonicCounters driver;  // the driver's counters, made monotonic
+    stats::PortSnapshot last;  // the last totals (what stats() says after close())
+    bool hidden = false;       // the last reading was lower, with the link down
+  };
+  void count_rx(size_t port);
+  // Main lcore only: stats() is a reading that banks what a driver reset.
+  mutable std::vector<Counting> counting_;
   bool started_ = false;
   bool closed_ = false;
+  bool pdump_ = false;
 };
 
 }  // namespace sluice::port
