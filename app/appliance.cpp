@@ -222,6 +222,8 @@ Result<void> Appliance::assemble(std::shared_ptr<const config::Config> config, s
         fmt::format("{}: cannot compile the flow rules: {}", cfg->flows.path, store.error())};
   }
   rules = std::move(*store);
+  // A callback dpdk-dumpcap's rte_pdump removes is waited out by these readers.
+  port::set_callback_readers(rules->qsbr());
   const flow::FlowTable& table = *rules->current().table;
   spdlog::info("flows {}: {} rules (IPv4 table {}, IPv6 table {})", cfg->flows.path,
                table.rule_count(), table.rules_v4(), table.rules_v6());
@@ -474,6 +476,7 @@ Appliance::~Appliance() {
   capture.reset();
   for (rte_ring* r : capture_rings) rte_ring_free(r);
   workers.clear();
+  port::set_callback_readers(nullptr);
   rules.reset();  // every generation: the workers are stopped
   ports.reset();
 }

@@ -9,11 +9,15 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_pdump.h>
+#include <rte_rcu_qsbr.h>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <dlfcn.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <new>
 #include <set>
@@ -144,6 +148,67 @@ bool init_pdump() {
 }
 
 }  // namespace
+
+namespace {
+
+std::atomic<rte_rcu_qsbr*> g_callback_readers{nullptr};
+
+// Waits until every online worker has passed a quiescent state started now: none is still
+// inside a callback just unlinked from a queue.
+void wait_callback_readers(const char* what) {
+  rte_rcu_qsbr* q = g_callback_readers.load(std::memory_order_acquire);
+  if (q == nullptr) return;
+  const uint64_t token = rte_rcu_qsbr_start(q);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (rte_rcu_qsbr_check(q, token, false) != 1) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      spdlog::warn(
+          "{}: a worker did not pass a quiescent state within 1 s (stalled?); the "
+          "callback is removed without waiting for it",
+          what);
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+}
+
+template <typename Fn>
+Fn next_definition(const char* name) {
+  return reinterpret_cast<Fn>(dlsym(RTLD_NEXT, name));
+}
+
+}  // namespace
+
+void set_callback_readers(rte_rcu_qsbr* workers) {
+  g_callback_readers.store(workers, std::memory_order_release);
+}
+
+}  // namespace sluice::port
+
+// These definitions interpose on librte_ethdev's (the executable's symbols come first in the
+// dynamic linker's search order, so rte_pdump's calls land here too), call it, and then wait
+// out the workers: see set_callback_readers.
+extern "C" int rte_eth_remove_rx_callback(uint16_t port_id, uint16_t queue_id,
+                                          const struct rte_eth_rxtx_callback* user_cb) {
+  using Fn = int (*)(uint16_t, uint16_t, const rte_eth_rxtx_callback*);
+  static const Fn real = sluice::port::next_definition<Fn>("rte_eth_remove_rx_callback");
+  if (real == nullptr) return -ENOTSUP;
+  const int r = real(port_id, queue_id, user_cb);
+  if (r == 0) sluice::port::wait_callback_readers("rte_eth_remove_rx_callback");
+  return r;
+}
+
+extern "C" int rte_eth_remove_tx_callback(uint16_t port_id, uint16_t queue_id,
+                                          const struct rte_eth_rxtx_callback* user_cb) {
+  using Fn = int (*)(uint16_t, uint16_t, const rte_eth_rxtx_callback*);
+  static const Fn real = sluice::port::next_definition<Fn>("rte_eth_remove_tx_callback");
+  if (real == nullptr) return -ENOTSUP;
+  const int r = real(port_id, queue_id, user_cb);
+  if (r == 0) sluice::port::wait_callback_readers("rte_eth_remove_tx_callback");
+  return r;
+}
+
+namespace sluice::port {
 
 PoolSizing size_pool(const config::Appliance& app, const std::vector<size_t>& ports) {
   PoolSizing s;

@@ -15,6 +15,7 @@
 
 struct rte_eth_rxtx_callback;
 struct rte_mempool;
+struct rte_rcu_qsbr;
 
 namespace sluice::sys {
 class Topology;
@@ -50,6 +51,16 @@ struct PortInfo {
   uint16_t rx_queues = 0;
   uint16_t tx_queues = 0;
 };
+
+// The RCU readers of the port queues' callbacks: the workers, which call rte_eth_rx_burst and
+// rte_eth_tx_burst (where callbacks run) only between the quiescent states they report. With
+// it set, removing an RX or TX callback from any port - rte_pdump does it on EAL's
+// multi-process thread when dpdk-dumpcap detaches, then the tool frees the ring and pool the
+// callback copies into - returns only once every online worker has left the callback (or, a
+// worker being stalled, after 1 s, logged). DPDK 22.11's rte_eth_remove_rx_callback does not
+// wait, and its rte_pdump relies on that; DPDK 25.11 fixed it in rte_pdump itself. null: no
+// wait (unit tests, or before the workers exist).
+void set_callback_readers(rte_rcu_qsbr* workers);
 
 class Ports {
  public:

@@ -11,10 +11,11 @@ packets dumpcap wrote are the ones sluice received. dumpcap attaches a second ti
 callbacks came off and go on again); sluice exits 0 with every mbuf back and its port counted
 the 1000. Without hugepages sluice starts anyway and says why nothing can attach.
 
-The traffic is finite and dumpcap waits for its last packet on purpose: DPDK 22.11's rte_pdump
-lets a secondary that detaches free its pool while a worker may still be copying into it
-(fixed upstream in DPDK 25.11, "pdump: fix races in callbacks"); on these shared CPUs a
-preempted worker makes that crash likely, so this test does not detach under load.
+Then dumpcap (on the worker's CPU, so it preempts the worker) attaches and detaches 12 times
+while a second sluice forwards net_null's endless traffic: DPDK 22.11's rte_pdump lets a secondary that detaches free its pool while a worker may
+still be copying into it (fixed upstream in DPDK 25.11, "pdump: fix races in callbacks"), and
+sluice waits the workers out in the callback removal itself (lib/port); without that, sluice
+crashed in about one run of this test in two here.
 sluice runs without --huge-unlink here (tools/traffic's EAL arguments have it): a secondary
 maps the primary's hugepage files, and --huge-unlink leaves none.
 The Session removes the hugepage files and runtime folders afterwards.
@@ -39,6 +40,7 @@ from packets import read_pcap, write_pcap  # noqa: E402
 FLOWS = {"version": 1, "non_ip": {"action": "forward", "to": "out"},
          "default": {"action": "forward", "to": "out"}, "rules": []}
 COUNT = 1000
+DETACHES = 12
 
 
 def sluice_eal(prefix, place, mem):
@@ -46,12 +48,13 @@ def sluice_eal(prefix, place, mem):
             f"--file-prefix={prefix}", "--log-level=lib.eal:error", "--log-level=pmd.net.memif:error"]
 
 
-def dumpcap(s, prefix, out, stop):
+def dumpcap(s, prefix, out, stop, dev="net_memif0", cpu=None):
     """Starts dpdk-dumpcap on sluice's port 'in' (stop: its -c/-a options) and waits until it
     says "Packets captured:", which it does once its callbacks are on sluice's queues
     ("Capturing on" comes before). stdbuf: no stdio buffering between it and its log."""
-    p = s.start("dumpcap", ["stdbuf", "-o0", shutil.which("dpdk-dumpcap") or "/usr/bin/dpdk-dumpcap",
-                            f"--file-prefix={prefix}", "-i", "net_memif0", "-p", *stop, "-w", out])
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    p = s.start("dumpcap", [*pin, "stdbuf", "-o0", shutil.which("dpdk-dumpcap") or "/usr/bin/dpdk-dumpcap",
+                            f"--file-prefix={prefix}", "-i", dev, "-p", *stop, "-w", out])
     s.wait_until(lambda: "Packets captured:" in p.output() or not p.alive(), 30, [],
                  "waiting for dpdk-dumpcap to attach")
     return p
@@ -150,6 +153,40 @@ def main():
               json.dumps(st["ports"]["in"]))
         check("sluice's pool is full at exit", st["mempool"]["available"] == st["mempool"]["total"],
               json.dumps(st["mempool"]))
+
+        # Under load: net_null generates packets as fast as the worker takes them, and dumpcap
+        # attaches and detaches again and again. Each detach removes rte_pdump's callbacks while
+        # the worker polls; sluice waits out the worker before rte_pdump lets the tool free what
+        # the callback copies into (lib/port: set_callback_readers), so sluice keeps running.
+        prefix = s.prefix("load")
+        load_stats = s.tmp / "load.json"
+        ld = s.start("sluice-load", [bins.sluice, *sluice_eal(prefix, place, ["--socket-mem", "128"]), "--",
+                                     "-c", T.sluice_config(s.tmp / "load.yaml", [("in", "net_null0"),
+                                                                                 ("out", "net_null1,no-rx=1")], flows),
+                                     "--stats-out", load_stats], prefix)
+        s.wait_until(lambda: "[info] running" in ld.output(), 40, [ld], "waiting for sluice to forward")
+        detached = 0
+        for i in range(DETACHES):
+            o = s.tmp / f"load{i}.pcapng"
+            d = dumpcap(s, prefix, o, ["-c", "20000"], dev="net_null0", cpu=place["dut_worker"])
+            if not d.wait(30):
+                d.stop()
+            if d.returncode == 0 and ld.alive():
+                detached += 1
+            else:
+                print(f"detach {i}: dumpcap {d.exit_text()}, sluice {'running' if ld.alive() else ld.exit_text()}\n"
+                      f"{d.tail()}")
+            if not ld.alive():
+                break
+        check(f"under load, dumpcap attached and detached {DETACHES} times and sluice kept running "
+              f"({detached} clean)", detached == DETACHES and ld.alive(), f"{ld.exit_text()}\n{ld.tail()}")
+        ld.signal(T.signal.SIGTERM)
+        ld.wait(30)
+        check("sluice exits 0 after captures under load", ld.returncode == 0, f"{ld.exit_text()}\n{ld.tail()}")
+        if ld.returncode == 0:
+            lst = T.load_json(load_stats, "sluice --stats-out")
+            check("under load: sluice's pool is full at exit", lst["mempool"]["available"] == lst["mempool"]["total"],
+                  json.dumps(lst["mempool"]))
 
         # No hugepages: no secondary can attach; sluice says so and runs.
         prefix = s.prefix("nohuge")
