@@ -75,6 +75,11 @@ def run_case(sluice, stall, tag):
         write(d, "flows.yaml", FORWARD_ALL)
         cfg = write(d, "sluice.yaml", appliance([("in", "net_null0"), ("out", "net_null1,no-rx=1")]))
         stats = os.path.join(d, "stats.json")
+        victim = os.path.join(d, "victim")
+        if not stall:
+            # --stats-out replaces a symlink planted at its target instead of following it.
+            write(d, "victim", "keep")
+            os.symlink(victim, stats)
         systemd = FakeSystemd(os.path.join(d, "notify.sock"))
         env = dict(os.environ, NOTIFY_SOCKET=systemd.path, WATCHDOG_USEC=str(WATCHDOG_USEC))
         env.pop("WATCHDOG_PID", None)
@@ -164,6 +169,11 @@ def run_case(sluice, stall, tag):
                 check(f"{name}: --stats-out still written", False, repr(e))
         else:
             check(f"{name}: exit 0", rc == 0, f"rc={rc}\n{log}")
+            check(f"{name}: --stats-out replaced the symlink at its target with a file",
+                  not os.path.islink(stats) and open(victim).read() == "keep" and "workers" in json.load(open(stats)),
+                  open(victim).read())
+            check(f"{name}: no temporary file left beside --stats-out",
+                  not [f for f in os.listdir(d) if ".tmp." in f], str(os.listdir(d)))
             check(f"{name}: every mbuf returned", "mbufs returned" in log, log)
 
 
