@@ -12,6 +12,13 @@
 // A write whose completion is not its full length is an error (-EIO, bytes = what the kernel
 // wrote); a negative result is -errno. Callbacks run inside poll() or drain(), never inside
 // write() or flush().
+//
+// Two backends behind the same calls: a registered file (add_file: an O_DIRECT file or block
+// device, io_uring reads and writes) or an NVMe namespace (add_namespace: the generic char
+// device /dev/ngXnY, real NVMe Write and Flush commands through IORING_OP_URING_CMD, needing
+// a queue pair created with passthru). A namespace write longer than the namespace's maximum
+// transfer is split into several commands; its callback runs once, when every part has
+// completed, and any part failing fails it. depth counts commands, not requests.
 
 #include <sys/types.h>
 
@@ -26,9 +33,19 @@
 namespace sluice::nvme {
 
 struct Completion {
-  int status = 0;      // 0: done in full; -errno on failure (-EIO for a short write)
-  uint32_t bytes = 0;  // bytes the kernel reported written (0 for a flush)
+  int status = 0;            // 0: done in full; -errno on failure (-EIO for a short write)
+  uint32_t bytes = 0;        // bytes the kernel reported written (0 for a flush; a namespace
+                             // write: its length when it succeeded, else 0)
+  uint16_t nvme_status = 0;  // a namespace command the device failed: its status field
+                             // (status is then -EIO)
 };
+
+// write() flags.
+// Force unit access: the data is durable when the write completes (NVMe FUA on a namespace,
+// RWF_DSYNC on a file).
+constexpr unsigned kWriteFua = 1u << 0;
+
+struct Namespace;  // passthru.h
 
 using Callback = void (*)(void* arg, const Completion& c) noexcept;
 
@@ -49,6 +66,15 @@ struct QueuePairOptions {
   // submit: for an owner that must not block, since a filesystem may sleep while it issues a
   // write (ext4 waits on its block map lock for writes into allocated, unwritten space).
   bool async = false;
+  // NVMe passthrough (add_namespace): a ring of 128-byte submission and 32-byte completion
+  // entries (kernel 5.19+).
+  bool passthru = false;
+  // With passthru: polled completions (IORING_SETUP_IOPOLL), falling back to interrupts when
+  // the kernel refuses or is older than 6.5 (6.1 oopses polling passthrough commands);
+  // completions() says which. Worth it only where the nvme driver has poll queues
+  // (Namespace::poll_queues): without them a polled ring spins until the interrupt. A polled
+  // ring takes namespaces only (no file writes or fsyncs).
+  bool iopoll = false;
 };
 
 class QueuePair {
@@ -59,6 +85,7 @@ class QueuePair {
     uint64_t errors = 0;        // completions with status != 0
     uint64_t overflowed = 0;    // requests that waited in the overflow queue
     uint64_t fixed_writes = 0;  // writes that used a registered buffer (IORING_OP_WRITE_FIXED)
+    uint64_t split_writes = 0;  // namespace writes that took more than one command
   };
 
   static Result<std::unique_ptr<QueuePair>> create(const QueuePairOptions& opt);
@@ -69,16 +96,23 @@ class QueuePair {
 
   // Registers fd in a free fixed-file slot; returns the slot, used as `file` below.
   Result<int> add_file(int fd);
+  // Registers a namespace opened by open_passthru (the queue pair must be passthru); writes
+  // and flushes on the returned slot are NVMe commands. ns must outlive the slot's use only
+  // for its fd; its geometry is copied.
+  Result<int> add_namespace(const Namespace& ns);
   // Frees the slot. Nothing of that file may be queued or in flight (the caller knows).
   void remove_file(int file);
 
   // Queues a write of len bytes from buf at offset of a registered file. 0, or -EAGAIN when
   // the request pool is empty (nothing was queued: retry after a poll). Never blocks, never
-  // enters the kernel.
-  int write(int file, const void* buf, uint32_t len, uint64_t offset, Callback cb,
-            void* arg) noexcept;
-  // Queues an fdatasync of a registered file. It covers the writes of that file that
-  // completed before this call; it does not wait for writes still in flight.
+  // enters the kernel. flags: kWriteFua. On a namespace, -EINVAL (nothing queued) when offset
+  // or len is not a multiple of the LBA size, len is 0, or the write ends past the namespace
+  // (check_range in passthru.h says which, in words).
+  int write(int file, const void* buf, uint32_t len, uint64_t offset, Callback cb, void* arg,
+            unsigned flags = 0) noexcept;
+  // Queues an fdatasync of a registered file (an NVMe Flush on a namespace). It covers the
+  // writes of that file that completed before this call; it does not wait for writes still
+  // in flight.
   int flush(int file, Callback cb, void* arg) noexcept;
 
   // Submits what is queued (one io_uring_submit), reaps up to max completions (0: all that
@@ -96,6 +130,10 @@ class QueuePair {
   unsigned queued() const noexcept;     // waiting in the overflow queue
   unsigned free_requests() const noexcept;
   bool registered_buffers() const noexcept;
+  // How completions arrive, for the owner to log once: "polled (IORING_SETUP_IOPOLL)",
+  // "interrupts", or "interrupts (...why polling was refused)".
+  const std::string& completions() const noexcept;
+  bool polled() const noexcept;
   const Stats& stats() const noexcept;
 
  private:
