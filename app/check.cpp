@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "lib/capture/capture_lcore.h"
+#include "lib/capture/raw_device.h"
 #include "lib/flow/diff.h"
 #include "lib/nvme/queue_pair.h"
 #include "lib/port/ports.h"
@@ -21,12 +22,19 @@ std::string mib(uint64_t bytes) {
 }
 
 // What sluice would find at capture.path when it starts (checked again then: exit 2).
-std::string path_state(const std::string& path) {
+std::string path_state(const config::CaptureConfig& c) {
+  const std::string& path = c.path;
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) {
     return fmt::format("MISSING: sluice will not start until it exists (mkdir -p {})", path);
   }
-  if (!S_ISDIR(st.st_mode)) return "NOT A DIRECTORY: sluice will not start";
+  if (S_ISBLK(st.st_mode)) {
+    const capture::RawDeviceState d = capture::describe_raw_device(c);
+    return d.ok ? d.text : "NOT USABLE: " + d.text;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return "NEITHER A DIRECTORY NOR A BLOCK DEVICE: sluice will not start";
+  }
   if (access(path.c_str(), W_OK | X_OK) != 0) {
     return "NOT WRITABLE by this user: sluice will not start as this user";
   }
@@ -89,7 +97,7 @@ std::string check_summary(const config::Config& cfg) {
     const capture::Layout l = capture::layout_of(c);
     o += fmt::format("  capture: lcore {}, {} rules with capture: true{}\n", c.lcore, captured,
                      c.malformed ? ", and every malformed packet" : "");
-    o += fmt::format("    store {}: {}\n", c.path, path_state(c.path));
+    o += fmt::format("    store {}: {}\n", c.path, path_state(c));
     o += fmt::format(
         "    chunks of {} bytes (snaplen {}), segments of {} bytes ({} chunks), {} closed "
         "segments retained under {} bytes; a partly filled chunk is written after {} ms\n",

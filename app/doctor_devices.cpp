@@ -12,6 +12,7 @@
 
 #include "app/doctor_plan.h"
 #include "lib/capture/capture_lcore.h"
+#include "lib/capture/raw_device.h"
 #include "lib/nvme/queue_pair.h"
 
 namespace sluice::app::doctor {
@@ -258,9 +259,22 @@ void check_capture(const Plan& p, std::vector<Check>& out) {
                         : fmt::format("mkdir -p {0} && chown {1} {0}", c.path, user_name())});
     return;
   }
+  if (S_ISBLK(st.st_mode)) {
+    // The raw-device ring store: no filesystem, so no free space or O_DIRECT to probe.
+    const capture::RawDeviceState d = capture::describe_raw_device(c);
+    if (d.ok) {
+      out.push_back({"capture path", Status::kOk, c.path + ": " + d.text, ""});
+    } else {
+      out.push_back({"capture path", Status::kFail, c.path + ": " + d.text,
+                     "set capture.format: true to give sluice a device without a store, use a "
+                     "device of at least two chunks, or match capture.chunk_bytes to its store"});
+    }
+    return;
+  }
   if (!S_ISDIR(st.st_mode)) {
-    out.push_back({"capture path", Status::kFail, c.path + " is not a directory",
-                   "set capture.path to a directory (mkdir -p DIR)"});
+    out.push_back({"capture path", Status::kFail,
+                   c.path + " is neither a directory nor a block device",
+                   "set capture.path to a directory (mkdir -p DIR) or a block device"});
     return;
   }
   if (access(c.path.c_str(), W_OK | X_OK) != 0) {

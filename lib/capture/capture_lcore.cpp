@@ -22,6 +22,7 @@
 #include <filesystem>
 
 #include "lib/capture/handoff.h"
+#include "lib/capture/raw_device.h"
 #include "lib/capture/store.h"
 #include "lib/capture/store_thread.h"
 #include "lib/sys/tsan.h"
@@ -79,15 +80,18 @@ Result<std::unique_ptr<CaptureLcore>> CaptureLcore::create(const Options& opt) {
                                      "an existing directory",
                                      cfg.path, std::strerror(errno), cfg.path)};
   }
-  if (S_ISBLK(st.st_mode) || S_ISCHR(st.st_mode)) {
+  const bool raw = S_ISBLK(st.st_mode);
+  if (S_ISCHR(st.st_mode)) {
     return Error{where + cfg.path +
-                 " is a device; the raw-device store is not in this build: use a directory "
-                 "(a filesystem on the device)"};
+                 " is a character device; the raw store takes a block device (an NVMe "
+                 "generic device /dev/ngXnY needs backend: passthru, not in this build)"};
   }
-  if (!S_ISDIR(st.st_mode)) {
-    return Error{where + cfg.path + " is not a directory; expected the store's directory"};
+  if (!raw && !S_ISDIR(st.st_mode)) {
+    return Error{where + cfg.path +
+                 " is not a directory or a block device; expected the store's directory, or "
+                 "a block device for the raw-device store"};
   }
-  if (access(cfg.path.c_str(), W_OK | X_OK) != 0) {
+  if (!raw && access(cfg.path.c_str(), W_OK | X_OK) != 0) {
     return Error{where + fmt::format("{} is not writable ({}); make it writable by the user "
                                      "sluice runs as (chown or chmod), or choose another path",
                                      cfg.path, std::strerror(errno))};
@@ -100,13 +104,30 @@ Result<std::unique_ptr<CaptureLcore>> CaptureLcore::create(const Options& opt) {
   self->opt_.cfg = &self->cfg_;
   self->layout_ = layout_of(cfg);
 
-  auto report = repair(cfg.path);
-  if (!report) return Error{where + report.error()};
-  for (const auto& line : report->lines) spdlog::warn("capture: repair: {}", line);
-  self->next_seq_ = report->next_seq;
-  self->next_segment_ = report->next_segment;
+  self->writer_ = std::make_unique<ChunkWriter>(opt.port_names, cfg.snaplen, opt.userappl);
+  if (self->writer_->min_chunk_bytes() > cfg.chunk_bytes) {
+    return Error{
+        fmt::format("{}: capture.chunk_bytes: {} cannot hold one {}-byte packet with "
+                    "the section header of {} ports ({} bytes needed)",
+                    cfg.mark.str(), cfg.chunk_bytes, cfg.snaplen, opt.port_names.size(),
+                    self->writer_->min_chunk_bytes())};
+  }
+  if (raw) {
+    auto dev = open_raw_device(cfg);
+    if (!dev) return Error{dev.error()};
+    self->raw_fd_ = dev->fd;
+    self->raw_ = dev->header;
+    self->next_seq_ = dev->position.next_seq;
+    for (const auto& line : dev->lines) spdlog::info("capture: {}", line);
+  } else {
+    auto report = repair(cfg.path);
+    if (!report) return Error{where + report.error()};
+    for (const auto& line : report->lines) spdlog::warn("capture: repair: {}", line);
+    self->next_seq_ = report->next_seq;
+    self->next_segment_ = report->next_segment;
+  }
 
-  auto direct = nvme::probe_direct(cfg.path);
+  auto direct = raw ? Result<bool>(true) : nvme::probe_direct(cfg.path);
   if (!direct) return Error{where + direct.error()};
   self->direct_ = *direct;
   if (!self->direct_) {
@@ -116,14 +137,6 @@ Result<std::unique_ptr<CaptureLcore>> CaptureLcore::create(const Options& opt) {
         cfg.path);
   }
 
-  self->writer_ = std::make_unique<ChunkWriter>(opt.port_names, cfg.snaplen, opt.userappl);
-  if (self->writer_->min_chunk_bytes() > cfg.chunk_bytes) {
-    return Error{
-        fmt::format("{}: capture.chunk_bytes: {} cannot hold one {}-byte packet with "
-                    "the section header of {} ports ({} bytes needed)",
-                    cfg.mark.str(), cfg.chunk_bytes, cfg.snaplen, opt.port_names.size(),
-                    self->writer_->min_chunk_bytes())};
-  }
   const unsigned nbuf = self->layout_.buffers;
   self->chunks_.resize(nbuf);
   std::vector<nvme::Region> regions;
@@ -162,9 +175,18 @@ Result<std::unique_ptr<CaptureLcore>> CaptureLcore::create(const Options& opt) {
         "writes copy page references per request");
   }
 
-  self->store_ =
-      std::make_unique<StoreThread>(cfg, &self->counters_.segments, &self->counters_.cut);
-  if (auto r = self->store_->start(); !r) return Error{r.error()};
+  if (raw) {
+    auto slot = self->qp_->add_file(self->raw_fd_);
+    if (!slot) return Error{"capture: " + slot.error()};
+    self->raw_seg_ = std::make_unique<Segment>();
+    self->raw_seg_->part_path = self->raw_seg_->final_path = cfg.path;
+    self->raw_seg_->slot = *slot;
+    self->raw_seg_->open = true;
+  } else {
+    self->store_ =
+        std::make_unique<StoreThread>(cfg, &self->counters_.segments, &self->counters_.cut);
+    if (auto r = self->store_->start(); !r) return Error{r.error()};
+  }
   self->pending_.reserve(nbuf);
 
   self->hz_ = rte_get_tsc_hz();
@@ -174,6 +196,14 @@ Result<std::unique_ptr<CaptureLcore>> CaptureLcore::create(const Options& opt) {
   self->base_tsc_ = rte_rdtsc();
   self->base_ns_ = uint64_t(ts.tv_sec) * 1'000'000'000 + uint64_t(ts.tv_nsec);
   self->flush_tsc_ = self->hz_ / 1000 * cfg.flush_ms;
+  if (raw) {
+    spdlog::info(
+        "capture: raw store {} (O_DIRECT), chunks of {} bytes in a ring of {} slots; {} chunk "
+        "buffers ({} MiB), queue depth {}; continuing at chunk {} (slot {})",
+        cfg.path, cfg.chunk_bytes, self->raw_.slots, nbuf, self->layout_.buffer_bytes >> 20,
+        cfg.queue_depth, self->next_seq_, self->next_seq_ % self->raw_.slots);
+    return self;
+  }
   spdlog::info(
       "capture: store {} ({}), chunks of {} bytes, segments of {} ({} chunks), {} closed "
       "segments retained; {} chunk buffers ({} MiB), queue depth {}; continuing at segment "
@@ -191,6 +221,7 @@ CaptureLcore::~CaptureLcore() {
     if (s->fd >= 0) close(s->fd);
   }
   for (auto& c : chunks_) rte_free(c.buf);
+  if (raw_fd_ >= 0) close(raw_fd_);
 }
 
 int CaptureLcore::main(void* arg) {
@@ -282,6 +313,14 @@ void CaptureLcore::seal() noexcept {
   Chunk* c = current_;
   if (c == nullptr || writer_->empty()) return;
   current_ = nullptr;
+  if (raw_fd_ >= 0) {  // a full slot: the trailer's zero padding fills what packets left
+    const uint64_t seq = next_seq_++;
+    c->len = writer_->finish(seq, cfg_.chunk_bytes);
+    c->segment = raw_seg_.get();
+    c->offset = raw_.slot_offset(seq % raw_.slots);
+    submit(c);
+    return;
+  }
   const uint64_t len = round_up(writer_->used() + kTrailerMinBytes, kChunkAlign);
   Segment* s = segment_for(writer_->first_ns(), len);
   if (s == nullptr) {  // no segment to write to (counted and logged)
@@ -372,14 +411,17 @@ void CaptureLcore::on_write(Chunk* c, const nvme::Completion& done) noexcept {
     counters_.dropped.add(c->packets);
     begin_episode(s->part_path, std::strerror(-done.status));
     if (!s->failed || c->offset < s->fail_offset) s->fail_offset = c->offset;
-    s->failed = true;
-    close_segment(s);  // what follows goes to a new segment, after the retry delay
+    if (raw_fd_ < 0) {
+      s->failed = true;
+      close_segment(s);  // what follows goes to a new segment, after the retry delay
+    }
   }
   free_.push_back(c);
 }
 
 // Segments the store thread is done with, and closing ones whose writes are all done.
 void CaptureLcore::service_segments() noexcept {
+  if (store_ == nullptr) return;  // the raw store has no segments
   while (Segment* s = store_->take()) {
     s->posted = false;
     if (s->job == Segment::Job::kClose) {
@@ -465,6 +507,13 @@ int CaptureLcore::run() noexcept {
       rte_delay_us_sleep(100);
     }
     service_segments();
+  }
+  if (raw_fd_ >= 0) {
+    qp_->drain();
+    // The device's write cache: what completed is on the medium once this returns.
+    if (fdatasync(raw_fd_) != 0) {
+      spdlog::warn("capture: fdatasync of {}: {}", cfg_.path, std::strerror(errno));
+    }
   }
   exited_.store(true, std::memory_order_release);
   return 0;

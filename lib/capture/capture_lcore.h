@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "lib/capture/chunk.h"
+#include "lib/capture/raw_store.h"
 #include "lib/capture/store_thread.h"
 #include "lib/config/config.h"
 #include "lib/nvme/queue_pair.h"
@@ -86,6 +87,7 @@ class CaptureLcore {
 
   const CaptureCounters& counters() const noexcept { return counters_; }
   bool direct() const noexcept { return direct_; }
+  bool raw() const noexcept { return raw_fd_ >= 0; }  // a raw-device store (raw_store.h)
   const Layout& layout() const noexcept { return layout_; }
 
  private:
@@ -119,6 +121,11 @@ class CaptureLcore {
   Segment* open_ = nullptr;                         // the one new chunks go to
   uint64_t next_seq_ = 0;
   uint64_t next_segment_ = 0;
+  // The raw-device store: the device (no store thread, no segments; raw_seg_ only counts the
+  // writes in flight), its header; chunk seq s goes to slot s % slots, a full slot each.
+  int raw_fd_ = -1;
+  RawHeader raw_;
+  std::unique_ptr<Segment> raw_seg_;
   bool direct_ = true;
   bool failing_ = false;         // in a write-error episode (logged once)
   uint64_t episode_errors_ = 0;  // failed chunks in this episode

@@ -48,8 +48,10 @@ class ChunkWriter {
   // has no room left for it (finish it and begin another).
   uint8_t* append(uint32_t port, uint64_t ts_ns, uint32_t caplen, uint32_t origlen) noexcept;
   // Closes the chunk: zero padding and the trailer with seq, the packet count, first and last
-  // timestamps and the CRC. Returns the chunk's length (a multiple of 4096, <= capacity).
-  size_t finish(uint64_t seq) noexcept;
+  // timestamps and the CRC. Returns the chunk's length (a multiple of 4096, <= capacity):
+  // the smallest that holds it, or length when that is given (a multiple of 4096 that holds it,
+  // <= capacity: the raw store's full slots, the trailer's zero padding filling the rest).
+  size_t finish(uint64_t seq, size_t length = 0) noexcept;
 
   uint32_t packets() const noexcept { return packets_; }
   uint64_t first_ns() const noexcept { return first_ns_; }  // of the chunk's first packet

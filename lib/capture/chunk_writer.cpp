@@ -143,8 +143,8 @@ uint8_t* ChunkWriter::append(uint32_t port, uint64_t ts_ns, uint32_t caplen,
   return payload;
 }
 
-size_t ChunkWriter::finish(uint64_t seq) noexcept {
-  const size_t end = round_up(used_ + kTrailerMinBytes, kChunkAlign);
+size_t ChunkWriter::finish(uint64_t seq, size_t length) noexcept {
+  const size_t end = std::max(round_up(used_ + kTrailerMinBytes, kChunkAlign), length);
   uint8_t* t = buf_ + used_;
   const auto total = static_cast<uint32_t>(end - used_);
   std::memset(t + kTrPadding, 0, total - kTrPadding - 4);

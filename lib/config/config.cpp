@@ -489,7 +489,7 @@ std::string size_text(uint64_t n) {
 
 CaptureConfig decode_capture(const Value& v, const WorkersConfig& workers) {
   Fields f(v, {"lcore", "path", "chunk_bytes", "segment_bytes", "retain_bytes", "queue_depth",
-               "snaplen", "backend", "flush_ms", "malformed"});
+               "snaplen", "backend", "flush_ms", "malformed", "format"});
   CaptureConfig c;
   c.mark = to_mark("", v.mark);
   const Value& lcore = f.need("lcore", "the lcore of the capture loop, such as lcore: 2");
@@ -503,7 +503,8 @@ CaptureConfig decode_capture(const Value& v, const WorkersConfig& workers) {
                            "); expected an lcore of its own, in EAL's -l and not a worker");
     }
   }
-  const std::string kPath = "the directory of the capture store, such as /var/lib/sluice/capture";
+  const std::string kPath =
+      "the directory of the capture store, such as /var/lib/sluice/capture, or a block device";
   const Value& path = f.need("path", kPath);
   c.path = as_string(path, kPath);
   if (c.path.empty()) fail(path.mark, path.path + ": empty path; expected " + kPath);
@@ -556,6 +557,7 @@ CaptureConfig decode_capture(const Value& v, const WorkersConfig& workers) {
   }
   if (auto* m = f.find("flush_ms")) c.flush_ms = static_cast<unsigned>(as_int(*m, 1, 3600000));
   if (auto* m = f.find("malformed")) c.malformed = as_bool(*m);
+  if (auto* m = f.find("format")) c.format = as_bool(*m);
   return c;
 }
 

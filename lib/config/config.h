@@ -72,7 +72,10 @@ struct CaptureConfig {
   CaptureBackend backend = CaptureBackend::kAuto;
   unsigned flush_ms = 1000;
   bool malformed = false;  // also capture every packet that fails validation
-  Mark mark;               // of the section
+  // A block device path without a raw-store header (foreign data, or nothing yet) may be
+  // formatted as a new store: its bytes are erased. Never needed for an existing store.
+  bool format = false;
+  Mark mark;  // of the section
   Mark lcore_mark;
   Mark path_mark;
   Mark backend_mark;

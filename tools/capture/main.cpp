@@ -4,7 +4,9 @@
 //   exit 0: ok; 1: problems found (a chunk that is not good); 2: usage or I/O error.
 
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <pcap/pcap.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -24,6 +26,7 @@
 #include <fmt/format.h>
 
 #include "lib/capture/chunk.h"
+#include "lib/capture/raw_store.h"
 #include "lib/capture/store.h"
 #include "sluice_build_config.h"
 #include "tools/capture/text.h"
@@ -47,8 +50,9 @@ constexpr std::string_view kUsage =
 
 constexpr std::string_view kHelp =
     "\n"
-    "PATH is a capture store directory (all its segments by number, .part included) or\n"
-    "segment files.\n"
+    "PATH is a capture store directory (all its segments by number, .part included),\n"
+    "segment files, or a raw-device store: a block device or an image file of one (its\n"
+    "chunks in ring order, oldest first).\n"
     "  list     each segment: first and last packet time (UTC), packets, bytes, chunks, and\n"
     "           state (closed or part; whether every chunk is good)\n"
     "  verify   every chunk with its offset, length, state (good, corrupt, torn, unwritten),\n"
@@ -87,12 +91,14 @@ class Mapped {
     }
     std::unique_ptr<Mapped> m(new Mapped);
     struct stat st {};
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      *error = fmt::format("{}: not a regular file", path);
+    uint64_t bytes = 0;
+    if (fstat(fd, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) ||
+        (S_ISBLK(st.st_mode) && ioctl(fd, BLKGETSIZE64, &bytes) != 0)) {
+      *error = fmt::format("{}: not a regular file or a block device", path);
       close(fd);
       return nullptr;
     }
-    m->size_ = static_cast<size_t>(st.st_size);
+    m->size_ = S_ISBLK(st.st_mode) ? static_cast<size_t>(bytes) : static_cast<size_t>(st.st_size);
     if (m->size_ > 0) {
       void* p = mmap(nullptr, m->size_, PROT_READ, MAP_PRIVATE, fd, 0);
       if (p == MAP_FAILED) {
@@ -119,7 +125,28 @@ struct Input {
   std::string path;
   std::string name;  // file name
   bool part = false;
+  bool raw = false;  // a raw-device store (raw_store.h)
 };
+
+// Whether path begins with a raw-store header block (a block device or an image file), with why
+// not in *why.
+bool has_raw_header(const std::string& path, std::string* why) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    *why = std::strerror(errno);
+    return false;
+  }
+  std::vector<uint8_t> block(kRawHeaderBytes);
+  const ssize_t n = pread(fd, block.data(), block.size(), 0);
+  close(fd);
+  if (n != static_cast<ssize_t>(block.size())) {
+    *why = "shorter than a raw-store header";
+    return false;
+  }
+  const RawHeaderRead r = decode_raw_header(block.data(), block.size());
+  *why = r.why;
+  return r.state == RawHeaderState::kValid;
+}
 
 // PATH arguments -> files: a directory gives its segments by number.
 std::optional<std::vector<Input>> expand(const std::vector<std::string>& args) {
@@ -148,14 +175,87 @@ std::optional<std::vector<Input>> expand(const std::vector<std::string>& args) {
       for (const SegmentFile& f : *segs) out.push_back({f.path, f.name, f.part});
     } else {
       const std::string name = fs::path(a).filename().string();
-      out.push_back({a, name, name.size() > 5 && name.substr(name.size() - 5) == ".part"});
+      std::string why;
+      if (has_raw_header(a, &why)) {
+        out.push_back({a, name, false, true});
+      } else if (fs::is_block_file(st)) {
+        say(fmt::format("no sluice raw-device store on {} ({})", a, why));
+        return std::nullopt;
+      } else {
+        out.push_back({a, name, name.size() > 5 && name.substr(name.size() - 5) == ".part"});
+      }
     }
   }
   return out;
 }
 
+// The chunks of a raw-device store, oldest first (the ring from the slot after the newest
+// chunk), with offsets on the device; slots never written are not listed.
+std::vector<ChunkInfo> ring_chunks(const Mapped& m, std::string* error) {
+  const RawHeaderRead r = decode_raw_header(m.data(), m.size());
+  if (r.state != RawHeaderState::kValid) {
+    *error = r.why;
+    return {};
+  }
+  const RawHeader& h = r.header;
+  if (h.bytes() > m.size()) {
+    *error = fmt::format("the store needs {} bytes ({} slots of {}), the device has {}", h.bytes(),
+                         h.slots, h.chunk_bytes, m.size());
+    return {};
+  }
+  const RingPosition pos =
+      find_ring_position(h.slots, h.slots, [&](uint64_t i) -> std::optional<uint64_t> {
+        // The window spans the whole ring: the tool reads every slot anyway.
+        return slot_seq(m.data() + h.slot_offset(i), h.chunk_bytes, h.slots, i);
+      });
+  std::vector<ChunkInfo> out;
+  std::vector<uint64_t> position;  // of each entry of out in ring order
+  // A chunk's own bytes cannot show that its seq field is damaged, so the slots vote (as the
+  // chunks of a segment do): the k-th slot in ring order holds base + k, or a chunk of an
+  // earlier lap where a write never landed; the base most good chunks imply is right.
+  std::map<uint64_t, uint64_t> votes;
+  for (uint64_t k = 0; k < pos.count; ++k) {
+    const uint64_t slot = (pos.first_slot + k) % h.slots;
+    const uint64_t off = h.slot_offset(slot);
+    for (ChunkInfo c : scan_chunks(m.data() + off, h.chunk_bytes)) {
+      c.offset += off;
+      if (c.state == ChunkState::kGood && c.seq % h.slots != slot) {
+        c.state = ChunkState::kCorrupt;
+        c.why = fmt::format("sequence number {} does not belong in slot {} of {}", c.seq, slot,
+                            h.slots);
+      }
+      if (c.state == ChunkState::kGood) ++votes[c.seq - k];
+      out.push_back(std::move(c));
+      position.push_back(k);
+    }
+  }
+  uint64_t base = 0, best = 0;
+  for (const auto& [b, n] : votes) {
+    if (n > best) base = b, best = n;
+  }
+  for (size_t i = 0; i < out.size(); ++i) {
+    ChunkInfo& c = out[i];
+    const uint64_t want = base + position[i];
+    if (c.state == ChunkState::kGood && c.seq != want &&
+        (c.seq > want || (want - c.seq) % h.slots != 0)) {
+      c.state = ChunkState::kCorrupt;
+      c.why = fmt::format("sequence number {} out of line with the ring's other chunks ({} here)",
+                          c.seq, want);
+    }
+  }
+  return out;
+}
+
+// The chunks of one input: a segment's in file order, a raw store's in ring order.
+std::vector<ChunkInfo> chunks_of(const Input& in, const Mapped& m, std::string* error) {
+  if (in.raw) return ring_chunks(m, error);
+  return scan_chunks(m.data(), m.size());
+}
+
 // Why a file with no good chunk is no segment at all, or empty when it may be one.
-std::string not_a_segment(const Mapped& m, const std::vector<ChunkInfo>& chunks) {
+std::string not_a_segment(const Input& in, const Mapped& m, const std::vector<ChunkInfo>& chunks,
+                          const std::string& error) {
+  if (in.raw) return error;
   if (m.size() == 0) return "empty file";
   for (const ChunkInfo& c : chunks) {
     if (c.state == ChunkState::kGood || c.state == ChunkState::kCorrupt) return {};
@@ -188,8 +288,9 @@ int cmd_verify(const std::vector<std::string>& args, bool json) {
       say(error);
       return kExitUsage;
     }
-    const auto chunks = scan_chunks(m->data(), m->size());
-    const std::string nas = not_a_segment(*m, chunks);
+    std::string raw_error;
+    const auto chunks = chunks_of(in, *m, &raw_error);
+    const std::string nas = not_a_segment(in, *m, chunks, raw_error);
     if (!nas.empty()) {
       say(fmt::format("not a sluice capture segment: {} ({})", in.path, nas));
       problems = true;
@@ -257,7 +358,12 @@ int cmd_list(const std::vector<std::string>& args) {
       say(error);
       return kExitUsage;
     }
-    const auto chunks = scan_chunks(m->data(), m->size());
+    std::string raw_error;
+    const auto chunks = chunks_of(in, *m, &raw_error);
+    if (!raw_error.empty()) {
+      say(fmt::format("{}: {}", in.path, raw_error));
+      problems = true;
+    }
     uint64_t first = UINT64_MAX, last = 0, packets = 0, good = 0;
     for (const ChunkInfo& c : chunks) {
       if (c.state != ChunkState::kGood) continue;
@@ -268,10 +374,12 @@ int cmd_list(const std::vector<std::string>& args) {
         last = std::max(last, c.last_ns);
       }
     }
-    const bool all_good = !chunks.empty() && good == chunks.size();
+    const bool all_good = (in.raw || !chunks.empty()) && good == chunks.size();
     problems = problems || !all_good;
     const std::string state =
-        std::string(in.part ? "part" : "closed") +
+        std::string(in.raw    ? "raw ring"
+                    : in.part ? "part"
+                              : "closed") +
         (all_good ? ", all good"
                   : fmt::format(", {} of {} chunks not good", chunks.size() - good, chunks.size()));
     std::printf("%-44s %-30s %-30s %10llu %12zu %7zu  %s\n", in.name.c_str(),
@@ -330,8 +438,9 @@ int cmd_export(const ExportOptions& o) {
       if (dead) pcap_close(dead);
       return kExitUsage;
     }
-    const auto chunks = scan_chunks(m->data(), m->size());
-    if (const std::string nas = not_a_segment(*m, chunks); !nas.empty()) {
+    std::string raw_error;
+    const auto chunks = chunks_of(in, *m, &raw_error);
+    if (const std::string nas = not_a_segment(in, *m, chunks, raw_error); !nas.empty()) {
       say(fmt::format("not a sluice capture segment: {} ({})", in.path, nas));
     }
     for (const ChunkInfo& c : chunks) {
@@ -426,7 +535,10 @@ int cmd_export(const ExportOptions& o) {
 int cmd_repair(const std::string& dir) {
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) {
-    return usage_error(fmt::format("repair needs a store directory: {}", dir));
+    return usage_error(fmt::format(
+        "repair needs a store directory: {} (a raw-device store needs no repair: sluice finds "
+        "where its ring left off at start)",
+        dir));
   }
   auto r = repair(dir);
   if (!r) {
