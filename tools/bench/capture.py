@@ -13,6 +13,9 @@
    flows, so copies reach the capture lcore at about k/256 x W. A binary search over k finds
    the largest k whose trial drops nothing (capture.dropped == 0); the rate is what the
    capture lcore recorded per second in that trial.
+With --raw-loop SIZE only part 1 runs, on the raw-device ring store: an image file of SIZE
+   under build/ as a loop device (losetup --direct-io=on, as root), capture.path the device
+   (capture.format: true), and fio writing the same number of bytes to the same device.
 3. Cycles per captured packet: what the capture lcore spends on the packets it dequeues (copy,
    pack, free: its capture.busy_cycles, not the polling around them) per packet recorded, with
    every packet captured, for 64, 512 and 1518 bytes.
@@ -59,8 +62,10 @@ def eal(prefix, mem):
 
 
 def sluice_run(args, work, store, pcap, captured_flows, seconds, tag):
-    """Runs sluice; returns per-second samples of the capture table and the final stats."""
-    for f in os.listdir(store):
+    """Runs sluice; returns per-second samples of the capture table and the final stats. store is
+    a directory, or a block device (the raw-device store)."""
+    raw = not os.path.isdir(store)
+    for f in [] if raw else os.listdir(store):
         os.unlink(os.path.join(store, f))
     hi = 1024 + captured_flows - 1
     rule = (f"  - name: cap\n    match: {{ proto: udp, src_port: 1024-{hi} }}\n    action: forward\n    to: out\n"
@@ -74,6 +79,7 @@ def sluice_run(args, work, store, pcap, captured_flows, seconds, tag):
                 f"workers:\n  lcores: [1]\n  burst: 32\nrings:\n  size: {RING}\n"
                 f"capture:\n  lcore: 2\n  path: {store}\n  chunk_bytes: 1MiB\n  segment_bytes: 256MiB\n"
                 f"  retain_bytes: 4GiB\n  queue_depth: 32\n  snaplen: 65535\n"
+                + ("  format: true\n" if raw else "") +
                 f"flows: flows.yaml\n")
     stats = os.path.join(work, "stats.json")
     cmd = [args.sluice, *eal(f"bench-cap-{tag}", args.mem), "--", "-c", os.path.join(work, "sluice.yaml"),
@@ -95,7 +101,7 @@ def sluice_run(args, work, store, pcap, captured_flows, seconds, tag):
     samples = [tuple(int(x) for x in m) for m in TABLE.findall(out)]
     tsc = re.search(r"TSC (\d+) Hz", out)
     s = json.load(open(stats))
-    for f in os.listdir(store):
+    for f in [] if raw else os.listdir(store):
         os.unlink(os.path.join(store, f))
     return samples, s, int(tsc.group(1)) if tsc else 0
 
@@ -107,15 +113,19 @@ def per_second(samples, field):
     return statistics.median(vals) if vals else 0
 
 
-def fio_run(store, size):
-    path = os.path.join(store, "fio.dat")
+def fio_run(store, size, device_bytes=0):
+    """fio's sequential 1 MiB writes, depth 32: into a file in the store directory, or (raw) over
+    the block device itself, wrapping around it like the ring until `size` bytes are written."""
+    path = store if device_bytes else os.path.join(store, "fio.dat")
+    extent = [f"--size={device_bytes}", f"--io_size={size}"] if device_bytes else [f"--size={size}"]
     cmd = ["fio", "--name=anchor", f"--filename={path}", "--ioengine=io_uring", "--direct=1", "--rw=write",
-           "--bs=1M", "--iodepth=32", "--fixedbufs", "--registerfiles", f"--size={size}", "--output-format=json"]
+           "--bs=1M", "--iodepth=32", "--fixedbufs", "--registerfiles", *extent, "--output-format=json"]
     r = subprocess.run(cmd, capture_output=True, text=True)
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+    if not device_bytes:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
     if r.returncode != 0:
         sys.exit(f"bench: fio failed: {r.stderr[-2000:]}")
     job = json.loads(r.stdout)["jobs"][0]["write"]
@@ -128,6 +138,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=6)
     ap.add_argument("--dir", help="target directory (default: build/bench-capture, a real filesystem)")
+    ap.add_argument("--raw-loop", metavar="SIZE", help="the raw-device store on a loop device of SIZE "
+                    "(e.g. 2G; as root): throughput against fio on the same device only")
     args = ap.parse_args()
     args.sluice = os.path.join(args.root, "build", "app", "sluice")
     free = 0
@@ -137,6 +149,8 @@ def main():
                 free = int(line.split()[1])
     args.mem = ["--socket-mem", "512", "--huge-unlink"] if free >= 300 else ["--no-huge", "-m", "1024"]
     memory = "hugepages" if free >= 300 else "--no-huge"
+    if args.raw_loop:
+        return raw_loop(args, memory)
     store = os.path.abspath(args.dir or os.path.join(args.root, "build", "bench-capture"))
     os.makedirs(store, exist_ok=True)
     fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,SOURCE", "--target", store], capture_output=True,
@@ -227,6 +241,51 @@ def main():
                       "spread": round(spread, 3), "mpps_64": round(best_pps / 1e6, 3),
                       "mpps_64_limited_by": limited_by, "capacity_mpps_64": round(capacity, 2),
                       "cycles_per_packet": {str(k): v for k, v in cycles.items()}}))
+
+
+def raw_loop(args, memory):
+    """Part 1 on the raw-device ring store: sluice and fio on the same loop device, interleaved."""
+    if os.geteuid() != 0:
+        sys.exit("bench: --raw-loop needs root (losetup)")
+    image = os.path.join(args.root, "build", "bench-capture-raw.img")
+    subprocess.run(["truncate", "-s", "0", image], check=True)
+    subprocess.run(["truncate", "-s", args.raw_loop, image], check=True)
+    dev = subprocess.run(["losetup", "--direct-io=on", "-f", "--show", image], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,SOURCE", "--target", image], capture_output=True,
+                        text=True).stdout.strip()
+    try:
+        device_bytes = int(subprocess.run(["blockdev", "--getsize64", dev], capture_output=True, text=True,
+                                          check=True).stdout)
+        with tempfile.TemporaryDirectory(prefix="sluice-bench-cap-") as work:
+            pcap = os.path.join(work, "udp1518.pcap")
+            traffic(pcap, 1518)
+            sl, fi, ratios = [], [], []
+            for run in range(args.runs):
+                samples, s, _ = sluice_run(args, work, dev, pcap, FLOWS, args.seconds, f"r{run}")
+                gbs = per_second(samples, 4) / 1e9
+                written = s["capture"]["bytes_written"]
+                anchor = fio_run(dev, max(written, 256 << 20), device_bytes) / 1e9
+                sl.append(gbs)
+                fi.append(anchor)
+                ratios.append(gbs / anchor if anchor else 0)
+                print(f"run {run + 1}/{args.runs}: sluice {gbs:.3f} GB/s ({written >> 20} MiB written, "
+                      f"{s['capture']['dropped']} copies dropped), fio {anchor:.3f} GB/s", file=sys.stderr)
+    finally:
+        subprocess.run(["losetup", "-d", dev])
+        os.unlink(image)
+    sluice_gbs, fio_gbs, ratio = statistics.median(sl), statistics.median(fi), statistics.median(ratios)
+    spread = (max(ratios) - min(ratios)) / ratio if ratio else 0
+    print(f"\ncapture (raw-device store): loop device of {device_bytes >> 20} MiB (--direct-io=on) on an "
+          f"image in {fs}, {memory}, chunks 1 MiB, queue depth 32, {args.runs} runs x {args.seconds:.0f} s, "
+          f"A/B interleaved with fio on the same device")
+    print(f"{'':28}{'median':>10}{'min':>8}{'max':>8}")
+    print(f"{'sluice 1518 B GB/s':28}{sluice_gbs:10.3f}{min(sl):8.3f}{max(sl):8.3f}")
+    print(f"{'fio io_uring 1M qd32 GB/s':28}{fio_gbs:10.3f}{min(fi):8.3f}{max(fi):8.3f}")
+    print(f"ratio sluice/fio: {ratio:.3f} (spread {spread:.3f}; goal >= 0.95)")
+    print(json.dumps({"suite": "capture", "target": "raw-loop", "unit": "GB/s", "sluice": round(sluice_gbs, 3),
+                      "anchor": "fio-io_uring", "anchor_value": round(fio_gbs, 3), "ratio": round(ratio, 3),
+                      "runs": args.runs, "spread": round(spread, 3)}))
 
 
 if __name__ == "__main__":
