@@ -229,6 +229,17 @@ def running(sluice, data, ctl_path):
             check(f"{tag}: health table: status ok", rc == 0 and rows(out)[0] == ["status", "ok"]
                   and ["0", "1"] == next((x[:2] for x in rows(out) if x[:1] == ["0"]), None), out + err)
 
+            # No --file-prefix: the one DPDK process running is found (as sluice.service's is).
+            env = {k: v for k, v in os.environ.items() if k != "SLUICE_FILE_PREFIX"}
+            p = subprocess.run([ctl_path, "--json", "health"], capture_output=True, text=True, timeout=60,
+                               stdin=subprocess.DEVNULL, env=env)
+            check(f"{tag}: no --file-prefix: the only running sluice is found",
+                  p.returncode == 0 and '"status": "ok"' in p.stdout, f"rc={p.returncode} {p.stdout} {p.stderr}")
+            p = subprocess.run([ctl_path, "health"], capture_output=True, text=True, timeout=60,
+                               stdin=subprocess.DEVNULL, env=dict(env, SLUICE_FILE_PREFIX=f"{prefix}-env"))
+            check(f"{tag}: $SLUICE_FILE_PREFIX is the default prefix",
+                  p.returncode == 1 and f"file prefix {prefix}-env" in p.stderr, f"rc={p.returncode} {p.stderr}")
+
             # wrong prefix
             rc, out, err = ctl("stats", prefix=f"{prefix}-nope")
             check(f"{tag}: a wrong prefix: exit 1, names the prefix that runs",
