@@ -128,6 +128,88 @@ std::optional<TestStall> test_stall() {
   return t;
 }
 
+// SLUICE_TEST_SLOW=WORKER:NS (tests only): worker WORKER spins NS ns per packet it processes.
+struct TestSlow {
+  unsigned worker = 0;
+  uint64_t ns_per_packet = 0;
+};
+std::optional<TestSlow> test_slow() {
+  const char* v = std::getenv("SLUICE_TEST_SLOW");
+  if (v == nullptr || *v == '\0') return std::nullopt;
+  TestSlow t;
+  if (std::sscanf(v, "%u:%lu", &t.worker, &t.ns_per_packet) != 2) {
+    spdlog::warn("SLUICE_TEST_SLOW={}: ignored (expected WORKER:NANOSECONDS)", v);
+    return std::nullopt;
+  }
+  return t;
+}
+
+// The mbuf field that carries a handed-off packet's RX TSC (shared with capture's).
+int hand_off_tsc_field = -1;
+
+// distribute: ring: one SP/SC ring of rings.size from each ring port's poller (worker
+// port mod workers, pipeline::rx_queues_of) to every other worker, on the receiver's socket.
+Result<void> setup_hand_off(Appliance& a) {
+  const auto& conf = a.cfg->appliance;
+  const size_t nw = conf.workers.lcores.size();
+  a.hand_off.assign(a.ports->size(), {});
+  for (size_t p = 0; p < a.ports->size(); ++p) {
+    const auto& pi = a.ports->ports()[p];
+    if (!pi.ring) continue;
+    if (hand_off_tsc_field < 0) {
+      hand_off_tsc_field = capture::register_rx_tsc_field();
+      if (hand_off_tsc_field < 0) {
+        return Error{fmt::format("cannot register the mbuf RX timestamp field: {}",
+                                 rte_strerror(rte_errno))};
+      }
+    }
+    auto& row = a.hand_off[p];
+    row.assign(nw, nullptr);
+    const size_t poller = p % nw;
+    for (size_t k = 0; k < nw; ++k) {
+      if (k == poller) continue;
+      const std::string name = fmt::format("sluice_ho_{}_{}", p, k);
+      const auto socket = static_cast<int>(rte_lcore_to_socket_id(conf.workers.lcores[k]));
+      rte_ring* r =
+          rte_ring_create(name.c_str(), conf.rings.size, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+      if (r == nullptr) {
+        return Error{
+            fmt::format("port '{}': cannot create hand-off ring {} of {} entries on "
+                        "socket {}: {}",
+                        pi.name, name, conf.rings.size, socket, rte_strerror(rte_errno))};
+      }
+      row[k] = r;
+    }
+    spdlog::info(
+        "port '{}': worker {} (lcore {}) spreads its RX queue over {} workers by "
+        "symmetric flow hash, rings of {}",
+        pi.name, poller, conf.workers.lcores[poller], nw, conf.rings.size);
+  }
+  return {};
+}
+
+// Frees the hand-off rings and whatever they still hold (packets in flight when the workers
+// stopped), which it returns.
+uint64_t free_hand_off(Appliance& a) {
+  uint64_t left = 0;
+  std::array<rte_mbuf*, 64> m;
+  for (auto& row : a.hand_off) {
+    for (rte_ring*& r : row) {
+      if (r == nullptr) continue;
+      unsigned n;
+      while ((n = rte_ring_sc_dequeue_burst(r, reinterpret_cast<void**>(m.data()), m.size(),
+                                            nullptr)) != 0) {
+        rte_pktmbuf_free_bulk(m.data(), n);
+        left += n;
+      }
+      rte_ring_free(r);
+      r = nullptr;
+    }
+  }
+  a.hand_off.clear();
+  return left;
+}
+
 // Waits until lcore has returned from its function, at most until deadline.
 bool wait_lcore_until(unsigned lcore, Appliance::Clock::time_point deadline) {
   while (rte_eal_get_lcore_state(lcore) == RUNNING) {
@@ -233,9 +315,11 @@ Result<void> Appliance::assemble(std::shared_ptr<const config::Config> config, s
   for (size_t i = 0; i < ports->size(); ++i) {
     const auto& pi = ports->ports()[i];
     port_ids.push_back(pi.port_id);
-    queues.push_back({pi.port_id, static_cast<uint8_t>(i), pi.rx_queues});
+    queues.push_back({pi.port_id, static_cast<uint8_t>(i), pi.rx_queues, pi.ring});
   }
+  if (auto r = setup_hand_off(*this); !r) return r;
   const auto stall = test_stall();
+  const auto slow = test_slow();
   const size_t nw = conf.workers.lcores.size();
   Result<void> failed;
   for (size_t wi = 0; wi < nw; ++wi) {
@@ -250,6 +334,21 @@ Result<void> Appliance::assemble(std::shared_ptr<const config::Config> config, s
     w->validate = simd::kernel_fn(kernel);
     w->flow_cache_entries = conf.workers.flow_cache;
     w->rx = pipeline::rx_queues_of(w->index, static_cast<unsigned>(nw), queues);
+    w->nb_workers = static_cast<unsigned>(nw);
+    for (auto& q : w->rx) {
+      if (!hand_off[q.port_index].empty()) q.spread = hand_off[q.port_index].data();
+    }
+    for (size_t pi = 0; pi < hand_off.size(); ++pi) {
+      if (!hand_off[pi].empty() && hand_off[pi][wi] != nullptr) {
+        w->inbox.push_back({hand_off[pi][wi], static_cast<uint8_t>(pi)});
+      }
+    }
+    if (hand_off_tsc_field >= 0) w->rx_tsc_field = hand_off_tsc_field;
+    if (slow && slow->worker == wi) {
+      w->test_slow_cycles = slow->ns_per_packet * rte_get_tsc_hz() / 1'000'000'000;
+      spdlog::warn("test hook SLUICE_TEST_SLOW: worker {} on lcore {} spins {} ns per packet", wi,
+                   w->lcore, slow->ns_per_packet);
+    }
     if (stall && stall->worker == wi) {
       w->test_stall_tsc = rte_rdtsc() + stall->after_ms * rte_get_tsc_hz() / 1000;
       spdlog::warn("test hook SLUICE_TEST_STALL: worker {} on lcore {} hangs {} ms from now", wi,
@@ -353,7 +452,7 @@ stats::Snapshot Appliance::snapshot() const {
     s.workers.push_back(std::move(ws));
   }
   stats::sum_workers(s, wc);
-  s.rules = rules->rule_totals();
+  s.rules = rules->rule_totals(workers.size() > 1 ? &s.rule_workers : nullptr);
   if (reload) {
     const flow::ReloadStats& r = reload->stats();
     s.reload.generation = r.generation;
@@ -456,6 +555,9 @@ stats::Snapshot Appliance::teardown() {
   ports->stop();
   ports->close();
   for (auto& w : workers) pipeline::worker_release(*w);
+  if (const uint64_t left = free_hand_off(*this); left != 0) {
+    spdlog::warn("hand-off rings: {} packets in flight at stop were freed", left);
+  }
   capture.reset();
   for (rte_ring* r : capture_rings) rte_ring_free(r);
   capture_rings.clear();
@@ -475,6 +577,7 @@ Appliance::~Appliance() {
   reload.reset();
   capture.reset();
   for (rte_ring* r : capture_rings) rte_ring_free(r);
+  free_hand_off(*this);
   workers.clear();
   port::set_callback_readers(nullptr);
   rules.reset();  // every generation: the workers are stopped

@@ -47,6 +47,9 @@ struct Appliance {
   std::vector<std::unique_ptr<pipeline::Worker>> workers;
   size_t launched = 0;                   // workers[0, launched) were launched
   std::vector<rte_ring*> capture_rings;  // one per worker
+  // distribute: ring: hand_off[port][worker], the ring port's poller fills for worker (null
+  // for the poller itself, and for RSS ports the whole row is empty).
+  std::vector<std::vector<rte_ring*>> hand_off;
   std::unique_ptr<capture::CaptureLcore> capture;
   std::unique_ptr<stats::PrometheusServer> prometheus;
   simd::Kernel kernel = simd::Kernel::kScalar;

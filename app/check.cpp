@@ -55,12 +55,18 @@ std::string check_summary(const config::Config& cfg) {
   const auto& app = cfg.appliance;
   std::string o = fmt::format("config OK: {}\n", app.path);
   o += fmt::format("  ports ({}):\n", app.ports.size());
+  std::vector<bool> ring_ports;
   for (size_t i = 0; i < app.ports.size(); ++i) {
     const auto& p = app.ports[i];
-    o += fmt::format(
-        "    {} {:<10} {}  rx_queues {}, descriptors rx {} tx {}{}\n", i, p.name, p.device,
-        p.rx_queues.value_or(static_cast<uint16_t>(app.workers.lcores.size())), p.rx_descriptors,
-        p.tx_descriptors, p.mtu ? fmt::format(", mtu {}", *p.mtu) : "");
+    const port::PortInfo d = port::expected_distribution(app, p);
+    ring_ports.push_back(d.ring);
+    o += fmt::format("    {} {:<10} {}  rx_queues {}, descriptors rx {} tx {}{}\n", i, p.name,
+                     p.device, d.rx_queues, p.rx_descriptors, p.tx_descriptors,
+                     p.mtu ? fmt::format(", mtu {}", *p.mtu) : "");
+    o += fmt::format("      distribute: {}{}\n", d.distribute,
+                     p.distribute == config::Distribute::kAuto && app.workers.lcores.size() > 1
+                         ? " (expected from the driver's name; the device decides at start)"
+                         : "");
   }
   o += fmt::format(
       "  lcores: workers [{}], burst {}; the main lcore (first of EAL -l) runs the "
@@ -113,7 +119,7 @@ std::string check_summary(const config::Config& cfg) {
   }
   std::vector<size_t> all(app.ports.size());
   std::iota(all.begin(), all.end(), 0);
-  auto s = port::size_pool(app, all);
+  auto s = port::size_pool(app, all, ring_ports);
   o += fmt::format(
       "  memory: {} MiB for the mbuf pool if all ports share one NUMA socket "
       "({} mbufs x {} B; {})\n",

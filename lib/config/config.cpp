@@ -302,7 +302,8 @@ bool name_ok(const std::string& s, size_t max, std::string_view extra, bool uppe
 // ---- the appliance file ----
 
 PortConfig decode_port(const Value& v) {
-  Fields f(v, {"name", "device", "rx_queues", "rx_descriptors", "tx_descriptors", "mtu"});
+  Fields f(
+      v, {"name", "device", "rx_queues", "rx_descriptors", "tx_descriptors", "mtu", "distribute"});
   PortConfig p;
   p.mark = to_mark("", v.mark);
   const Value& name = f.need("name", "a port name such as wan");
@@ -326,6 +327,16 @@ PortConfig decode_port(const Value& v) {
     p.tx_descriptors = static_cast<uint16_t>(as_int(*d, 64, 32768));
   }
   if (auto* m = f.find("mtu")) p.mtu = static_cast<uint16_t>(as_int(*m, 68, 9600));
+  if (auto* d = f.find("distribute")) {
+    p.distribute = static_cast<Distribute>(as_choice(*d, {"auto", "rss", "ring"}));
+    p.distribute_mark = to_mark("", d->mark);
+    if (p.distribute == Distribute::kRing && p.rx_queues && *p.rx_queues > 1) {
+      fail(d->mark, d->path +
+                        ": ring gives the port one RX queue, whose poller spreads it over "
+                        "the workers; remove rx_queues (" +
+                        std::to_string(*p.rx_queues) + ") or say distribute: rss");
+    }
+  }
   return p;
 }
 
@@ -598,7 +609,7 @@ Appliance decode_appliance(const YAML::Node& root, const std::string& path) {
   // Marks were made without the file name (decoders do not know it); add it once here.
   for (auto& port : a.ports) {
     port.mark.file = path;
-    port.device_mark.file = path;
+    port.device_mark.file = port.distribute_mark.file = path;
   }
   for (auto& m : a.workers.lcore_marks) m.file = path;
   a.flows_mark.file = path;

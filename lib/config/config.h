@@ -22,6 +22,13 @@ struct Mark {
   std::string str() const;  // "file:line:col"
 };
 
+// How a port's packets reach the workers (CONTRACT): the NIC's RSS over one RX queue per worker
+// (with a symmetric key, so both directions of a flow meet on one worker), or one RX queue whose
+// poller spreads bursts over the workers' hand-off rings by a symmetric flow hash (ports without
+// RSS: memif, af_packet, tap, pcap). Auto: rss where the device offers it with enough queues,
+// else ring.
+enum class Distribute : uint8_t { kAuto, kRss, kRing };
+
 struct PortConfig {
   std::string name;
   std::string device;                 // PCI address or vdev string
@@ -29,8 +36,10 @@ struct PortConfig {
   uint16_t rx_descriptors = 1024;
   uint16_t tx_descriptors = 1024;
   std::optional<uint16_t> mtu;
+  Distribute distribute = Distribute::kAuto;
   Mark mark;         // of the list entry
   Mark device_mark;  // of the device value
+  Mark distribute_mark;
 };
 
 // Each worker's flow cache (lib/flow/flow_cache): entries by default, and at most.

@@ -166,14 +166,20 @@ std::vector<RuleStore::Retired> RuleStore::poll() {
   return done;
 }
 
-std::vector<std::pair<std::string, stats::Totals>> RuleStore::rule_totals() const {
+std::vector<std::pair<std::string, stats::Totals>> RuleStore::rule_totals(
+    std::vector<uint64_t>* per_worker) const {
   std::vector<stats::Totals> totals = carried_;
+  const size_t nw = workers();
+  if (per_worker != nullptr) per_worker->assign(names_.size() * nw, 0);
   for (const auto& [gen, map] : slots_) {
-    for (const stats::PacketBytes* row : gen->hits) {
+    for (size_t w = 0; w < gen->hits.size(); ++w) {
+      const stats::PacketBytes* row = gen->hits[w];
       for (size_t i = 0; i < map.size(); ++i) {
         if (map[i] == kNoSlot) continue;
-        totals[map[i]].packets += row[i].packets.get();
+        const uint64_t packets = row[i].packets.get();
+        totals[map[i]].packets += packets;
         totals[map[i]].bytes += row[i].bytes.get();
+        if (per_worker != nullptr && w < nw) (*per_worker)[map[i] * nw + w] += packets;
       }
     }
   }

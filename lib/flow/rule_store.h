@@ -103,7 +103,10 @@ class RuleStore {
 
   // Per-rule totals over every generation: the current rules in file order, then the rules the
   // last reload removed (their final counts), each carried over by name.
-  std::vector<std::pair<std::string, stats::Totals>> rule_totals() const;
+  // per_worker (optional): packets[rule * workers() + worker], in the same rule order, counted
+  // by the generations still held (a reload's carried totals have no worker split).
+  std::vector<std::pair<std::string, stats::Totals>> rule_totals(
+      std::vector<uint64_t>* per_worker = nullptr) const;
 
   size_t workers() const noexcept { return sockets_.size(); }
 

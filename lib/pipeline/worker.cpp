@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "lib/capture/handoff.h"
+#include "lib/pipeline/distributor.h"
 #include "lib/sys/tsan.h"
 
 namespace sluice::pipeline {
@@ -299,6 +300,59 @@ void process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t n,
   c.latency.record(static_cast<uint64_t>(static_cast<double>(cycles) * w.ns_per_cycle), n);
 }
 
+void spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
+                  uint64_t rx_tsc) noexcept {
+  // A counting sort by worker keeps each worker's packets in arrival order.
+  std::array<uint8_t, kMaxBurst> to;
+  std::array<uint8_t, kMaxWorkers + 1> start{};
+  for (unsigned i = 0; i < n; ++i) {
+    if (i + kPrefetchOffset < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchOffset], void*));
+    to[i] = static_cast<uint8_t>(worker_of(flow_hash(pkts[i]), w.nb_workers));
+    ++start[to[i] + 1];
+  }
+  for (unsigned k = 1; k <= w.nb_workers; ++k)
+    start[k] = static_cast<uint8_t>(start[k] + start[k - 1]);
+  std::array<rte_mbuf*, kMaxBurst> sorted;
+  std::array<uint8_t, kMaxWorkers + 1> fill = start;
+  for (unsigned i = 0; i < n; ++i) sorted[fill[to[i]]++] = pkts[i];
+
+  auto& c = w.counters;
+  unsigned handed = 0, refused = 0;
+  for (unsigned k = 0; k < w.nb_workers; ++k) {
+    const unsigned count = start[k + 1] - start[k];
+    if (count == 0 || k == w.index) continue;
+    rte_mbuf** first = &sorted[start[k]];
+    // The receiver's latency starts at this RX, not at its dequeue.
+    for (unsigned i = 0; i < count; ++i) *capture::rx_tsc_of(first[i], w.rx_tsc_field) = rx_tsc;
+    // The receiving worker reads these mbufs after the ring hands them over.
+    sys::tsan_release(q.spread[k]);
+    const unsigned sent =
+        rte_ring_sp_enqueue_burst(q.spread[k], reinterpret_cast<void**>(first), count, nullptr);
+    handed += sent;
+    if (sent != count) [[unlikely]] {
+      refused += count - sent;
+      rte_pktmbuf_free_bulk(first + sent, count - sent);
+    }
+  }
+  if (handed != 0) c.handed_off.add(handed);
+  if (refused != 0) [[unlikely]]
+    c.drops[static_cast<size_t>(stats::Drop::kRingFull)].add(refused);
+  const unsigned own = start[w.index + 1] - start[w.index];
+  if (own != 0) {
+    c.rx_packets.add(own);
+    process_burst(w, q.port_index, &sorted[start[w.index]], static_cast<uint16_t>(own), rx_tsc);
+  }
+}
+
+namespace {
+
+void test_slow(const Worker& w, unsigned n) noexcept {
+  const uint64_t until = rte_rdtsc() + w.test_slow_cycles * n;
+  while (rte_rdtsc() < until) rte_pause();
+}
+
+}  // namespace
+
 int worker_main(void* arg) {
   auto& w = *static_cast<Worker*>(arg);
   std::array<rte_mbuf*, kMaxBurst> pkts;
@@ -328,10 +382,30 @@ int worker_main(void* arg) {
       const uint16_t n = rte_eth_rx_burst(q.port_id, q.queue, pkts.data(), w.burst);
       if (n == 0) continue;
       received = true;
-      w.counters.rx_packets.add(n);
-      process_burst(w, q.port_index, pkts.data(), n, rte_rdtsc());
+      if (q.spread != nullptr) {
+        spread_burst(w, q, pkts.data(), n, rte_rdtsc());
+      } else {
+        w.counters.rx_packets.add(n);
+        process_burst(w, q.port_index, pkts.data(), n, rte_rdtsc());
+      }
+      if (w.test_slow_cycles != 0) [[unlikely]]
+        test_slow(w, n);
     }
+    for (const auto& in : w.inbox) {
+      const unsigned n = rte_ring_sc_dequeue_burst(in.ring, reinterpret_cast<void**>(pkts.data()),
+                                                   w.burst, nullptr);
+      if (n == 0) continue;
+      sys::tsan_acquire(in.ring);
+      received = true;
+      w.counters.rx_packets.add(n);
+      process_burst(w, in.port_index, pkts.data(), static_cast<uint16_t>(n),
+                    *capture::rx_tsc_of(pkts[0], w.rx_tsc_field));
+      if (w.test_slow_cycles != 0) [[unlikely]]
+        test_slow(w, n);
+    }
+    w.counters.polls.add(1);
     if (received) {
+      w.counters.busy_polls.add(1);
       pending = true;
     } else if (pending) {
       worker_flush(w);

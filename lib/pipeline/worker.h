@@ -29,6 +29,8 @@ namespace sluice::pipeline {
 
 inline constexpr uint16_t kMaxBurst = 64;
 inline constexpr unsigned kMaxPorts = 32;
+// Workers a port's ring distributor spreads over (lib/pipeline/distributor.h).
+inline constexpr unsigned kMaxWorkers = 64;
 // Prefetch this many packets ahead: enough to cover a DRAM miss at ~25 cycles a packet.
 inline constexpr unsigned kPrefetchOffset = 4;
 // TX buffers are flushed at least this often (l3fwd uses the same order of magnitude).
@@ -38,6 +40,15 @@ struct RxQueue {
   uint16_t port_id;    // ethdev id
   uint8_t port_index;  // config index: what rules and flow keys call the port
   uint16_t queue;
+  // distribute: ring: the hand-off ring to each worker (indexed by worker; this worker's own
+  // entry is null: it keeps its share). Null: the worker processes the whole burst (RSS).
+  rte_ring* const* spread = nullptr;
+};
+
+// A ring another worker's distributor fills for this one, with packets of one port.
+struct Inbox {
+  rte_ring* ring;
+  uint8_t port_index;
 };
 
 struct alignas(64) Worker {
@@ -47,6 +58,8 @@ struct alignas(64) Worker {
   uint16_t tx_queue = 0;
   uint16_t burst = 32;
   std::vector<RxQueue> rx;
+  std::vector<Inbox> inbox;  // drained after each RX round
+  unsigned nb_workers = 1;   // what a distributor spreads over
   uint16_t nb_ports = 0;
   std::array<uint16_t, kMaxPorts> port_ids{};  // config index -> ethdev id
   std::array<rte_eth_dev_tx_buffer*, kMaxPorts> tx{};
@@ -66,6 +79,9 @@ struct alignas(64) Worker {
   // Test hook (SLUICE_TEST_STALL, app/): at this TSC the worker hangs for good, as a worker
   // stuck in a driver would: no heartbeat, no quiescent state, deaf to stop. 0: never.
   uint64_t test_stall_tsc = 0;
+  // Test hook (SLUICE_TEST_SLOW, app/): after each burst the worker spins this many TSC cycles
+  // per packet, as a worker with costly rules would, so its hand-off ring fills. 0: never.
+  uint64_t test_slow_cycles = 0;
 
   // Made by worker_prepare (null when flow_cache_entries is 0); the worker's alone.
   std::unique_ptr<flow::FlowCache> cache;
@@ -91,6 +107,10 @@ void worker_release(Worker& w);
 // Processes one received burst from port_index: every mbuf is sent, handed on, or freed.
 void process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t n,
                    uint64_t rx_tsc) noexcept;
+// distribute: ring: spreads a burst received from q over the workers by flow_hash; this
+// worker's share is processed at once, the others' go to their rings (full: ring_full).
+void spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
+                  uint64_t rx_tsc) noexcept;
 // Sends whatever the TX buffers hold.
 void worker_flush(Worker& w) noexcept;
 

@@ -17,7 +17,9 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <new>
 #include <set>
@@ -210,14 +212,113 @@ extern "C" int rte_eth_remove_tx_callback(uint16_t port_id, uint16_t queue_id,
 
 namespace sluice::port {
 
-PoolSizing size_pool(const config::Appliance& app, const std::vector<size_t>& ports) {
+namespace {
+
+// Drivers without RSS (sluice --check's guess; at start the device itself says).
+bool driver_has_rss(const std::string& device) {
+  static constexpr std::string_view kNoRss[] = {"net_memif", "net_af_packet",   "net_tap",
+                                                "net_pcap",  "net_ring",        "net_af_xdp",
+                                                "net_vhost", "net_virtio_user", "net_kni"};
+  const std::string name = device_name(device);
+  for (std::string_view d : kNoRss) {
+    if (name.compare(0, d.size(), d) == 0) return false;
+  }
+  return true;  // net_null, and PCI NICs (most have RSS; start-up checks)
+}
+
+}  // namespace
+
+Result<void> decide_distribution(const config::Appliance& app, const config::PortConfig& p,
+                                 const std::string& driver, bool dev_rss,
+                                 uint16_t dev_max_rx_queues, PortInfo& info) {
+  const auto workers = static_cast<uint16_t>(app.workers.lcores.size());
+  const uint16_t wanted = rx_queues_of(app, p);
+  const bool rss_ok = dev_rss && dev_max_rx_queues >= wanted;
+  info.ring = false;
+  info.rx_queues = wanted;
+  switch (p.distribute) {
+    case config::Distribute::kRss:
+      if (wanted > 1 && !rss_ok) {
+        return Error{fmt::format(
+            "{}: port '{}': distribute: rss, but {} {}; say distribute: ring (or leave it out: "
+            "auto picks ring for such devices)",
+            p.distribute_mark.str(), p.name, driver,
+            dev_rss ? fmt::format("offers {} RX queues, not {}", dev_max_rx_queues, wanted)
+                    : std::string("has no RSS"))};
+      }
+      info.distribute = wanted > 1 ? fmt::format("rss over {} queues (symmetric key)", wanted)
+                                   : std::string("rss (one queue)");
+      return {};
+    case config::Distribute::kRing:
+      if (workers > 1) {
+        info.ring = true;
+        info.rx_queues = 1;
+        info.distribute = fmt::format("ring: one RX queue spread over {} workers", workers);
+      } else {
+        info.distribute = "ring (one worker: nothing to spread)";
+      }
+      return {};
+    case config::Distribute::kAuto:
+      break;
+  }
+  if (workers <= 1 || wanted <= 1) {
+    info.distribute = workers <= 1 ? "one worker" : "one RX queue (rx_queues: 1)";
+  } else if (rss_ok) {
+    info.distribute =
+        fmt::format("rss over {} queues, symmetric key (auto: {} has RSS)", wanted, driver);
+  } else if (p.rx_queues) {
+    // rx_queues said explicitly: keep the queues (the queue count check explains a shortfall).
+    info.distribute = fmt::format("{} queues without RSS (auto; rx_queues given)", wanted);
+  } else {
+    info.ring = true;
+    info.rx_queues = 1;
+    info.distribute =
+        fmt::format("ring: one RX queue spread over {} workers (auto: {} {})", workers, driver,
+                    dev_rss ? fmt::format("offers only {} RX queues", dev_max_rx_queues)
+                            : std::string("has no RSS"));
+  }
+  return {};
+}
+
+PortInfo expected_distribution(const config::Appliance& app, const config::PortConfig& p) {
+  PortInfo info;
+  const bool rss = driver_has_rss(p.device);
+  std::string driver = device_name(p.device);  // "net_memif0": the driver is net_memif
+  if (!looks_like_pci(driver)) {
+    while (!driver.empty() && std::isdigit(static_cast<unsigned char>(driver.back()))) {
+      driver.pop_back();
+    }
+  }
+  if (auto r = decide_distribution(app, p, driver, rss, 1024, info); !r) {
+    info.distribute = r.error();
+  }
+  return info;
+}
+
+namespace {
+
+uint32_t hand_off_mbufs(const config::Appliance& app, const std::vector<size_t>& ports,
+                        const std::vector<bool>& ring_ports) {
+  const auto workers = static_cast<uint32_t>(app.workers.lcores.size());
+  uint32_t n = 0;
+  for (size_t i : ports) {
+    if (i < ring_ports.size() && ring_ports[i]) n += (workers - 1) * app.rings.size;
+  }
+  return n;
+}
+
+}  // namespace
+
+PoolSizing size_pool(const config::Appliance& app, const std::vector<size_t>& ports,
+                     const std::vector<bool>& ring_ports) {
   PoolSizing s;
   const auto workers = static_cast<uint32_t>(app.workers.lcores.size());
   uint32_t rx = 0, tx = 0;
   uint16_t max_mtu = RTE_ETHER_MTU;
   for (size_t i : ports) {
     const auto& p = app.ports[i];
-    rx += uint32_t{rx_queues_of(app, p)} * p.rx_descriptors;
+    const bool ring = i < ring_ports.size() && ring_ports[i];
+    rx += uint32_t{ring ? uint16_t{1} : rx_queues_of(app, p)} * p.rx_descriptors;
     tx += workers * uint32_t{p.tx_descriptors};
     max_mtu = std::max<uint16_t>(max_mtu, p.mtu.value_or(RTE_ETHER_MTU));
   }
@@ -229,7 +330,8 @@ PoolSizing size_pool(const config::Appliance& app, const std::vector<size_t>& po
   // Per-lcore caches may hold up to 1.5x their size each (rte_mempool's flush threshold).
   const uint32_t lcores = workers + 1 + (app.capture ? 1 : 0);
   uint32_t caches = lcores * app.mempool.cache * 3 / 2;
-  uint32_t needed = rx + tx + bursts + capture + caches + kSlackMbufs;
+  const uint32_t handoff = hand_off_mbufs(app, ports, ring_ports);
+  uint32_t needed = rx + tx + bursts + capture + handoff + caches + kSlackMbufs;
   if (app.mempool.mbufs) {
     s.mbufs = *app.mempool.mbufs;
   } else {
@@ -246,10 +348,11 @@ PoolSizing size_pool(const config::Appliance& app, const std::vector<size_t>& po
   // Objects, plus the ring (8 bytes a slot) and the pool header with its caches.
   s.bytes = uint64_t{s.mbufs} * s.object_bytes + rte_align32pow2(s.mbufs + 1) * 8 + (1u << 20);
   s.breakdown = fmt::format(
-      "rx descriptors {} + tx descriptors {} + bursts {} + {}caches {} + "
+      "rx descriptors {} + tx descriptors {} + bursts {} + {}{}caches {} + "
       "slack {} = {}{}",
-      rx, tx, bursts, app.capture ? fmt::format("capture rings {} + ", capture) : "", caches,
-      kSlackMbufs, needed, app.mempool.mbufs ? fmt::format(" (configured: {})", s.mbufs) : "");
+      rx, tx, bursts, app.capture ? fmt::format("capture rings {} + ", capture) : "",
+      handoff ? fmt::format("hand-off rings {} + ", handoff) : "", caches, kSlackMbufs, needed,
+      app.mempool.mbufs ? fmt::format(" (configured: {})", s.mbufs) : "");
   return s;
 }
 
@@ -271,7 +374,16 @@ Result<std::unique_ptr<Ports>> Ports::open(const config::Appliance& app,
       socket = topo->socket_of_pci(device_name(p.device));
     }
     info.socket = socket < 0 ? worker_socket : socket;
-    info.rx_queues = rx_queues_of(app, p);
+    rte_eth_dev_info dev{};
+    if (int rc = rte_eth_dev_info_get(*id, &dev); rc != 0) {
+      return Error{
+          fmt::format("port '{}': cannot read device info: {}", p.name, rte_strerror(-rc))};
+    }
+    if (auto r = decide_distribution(app, p, dev.driver_name, dev.flow_type_rss_offloads != 0,
+                                     dev.max_rx_queues, info);
+        !r) {
+      return Error{r.error()};
+    }
     info.tx_queues = workers;
     for (size_t w = 0; w < app.workers.lcores.size(); ++w) {
       unsigned lcore = app.workers.lcores[w];
@@ -295,7 +407,9 @@ Result<std::unique_ptr<Ports>> Ports::open(const config::Appliance& app,
     for (size_t i = 0; i < self->ports_.size(); ++i) {
       if (self->ports_[i].socket == socket) on_socket.push_back(i);
     }
-    PoolSizing s = size_pool(app, on_socket);
+    std::vector<bool> ring_ports;
+    for (const auto& pi : self->ports_) ring_ports.push_back(pi.ring);
+    PoolSizing s = size_pool(app, on_socket, ring_ports);
     std::string name = fmt::format("sluice_mbuf_s{}", socket);
     spdlog::info("mempool {}: {} mbufs x {} B = {} MiB on socket {} ({})", name, s.mbufs,
                  s.object_bytes, s.mib(), socket, s.breakdown);
@@ -328,10 +442,23 @@ Result<std::unique_ptr<Ports>> Ports::open(const config::Appliance& app,
           pi.rx_queues, pi.tx_queues)};
     }
     rte_eth_conf conf{};
-    if (pi.rx_queues > 1 && dev.flow_type_rss_offloads != 0) {
+    // A Toeplitz key of one repeated 16-bit pattern hashes (src, dst) and (dst, src) alike, so
+    // both directions of a flow reach one worker (Woo and Park, "Scalable TCP Session
+    // Monitoring with Symmetric Receive-side Scaling").
+    std::array<uint8_t, 52> symmetric_key{};
+    for (size_t k = 0; k < symmetric_key.size(); k += 2) {
+      symmetric_key[k] = 0x6d;
+      symmetric_key[k + 1] = 0x5a;
+    }
+    if (!pi.ring && pi.rx_queues > 1 && dev.flow_type_rss_offloads != 0) {
       conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
       conf.rx_adv_conf.rss_conf.rss_hf =
           (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & dev.flow_type_rss_offloads;
+      const uint8_t key_len = dev.hash_key_size != 0 ? dev.hash_key_size : 40;
+      if (key_len <= symmetric_key.size()) {
+        conf.rx_adv_conf.rss_conf.rss_key = symmetric_key.data();
+        conf.rx_adv_conf.rss_conf.rss_key_len = key_len;
+      }
     }
     if (dev.rx_offload_capa & RTE_ETH_RX_OFFLOAD_IPV4_CKSUM) {
       conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_IPV4_CKSUM;
@@ -368,9 +495,10 @@ Result<std::unique_ptr<Ports>> Ports::open(const config::Appliance& app,
       }
     }
     self->count_rx(i);
-    spdlog::info("port {} '{}': {} ({}), socket {}, {} RX / {} TX queues, {}/{} descriptors",
-                 pi.port_id, pi.name, pi.device, dev.driver_name, pi.socket, pi.rx_queues,
-                 pi.tx_queues, nb_rxd, nb_txd);
+    spdlog::info(
+        "port {} '{}': {} ({}), socket {}, {} RX / {} TX queues, {}/{} descriptors; distribute: {}",
+        pi.port_id, pi.name, pi.device, dev.driver_name, pi.socket, pi.rx_queues, pi.tx_queues,
+        nb_rxd, nb_txd, pi.distribute);
   }
   self->pdump_ = init_pdump();
   return self;

@@ -35,7 +35,10 @@ struct PoolSizing {
 };
 
 // Sizes the pool for the given ports (indices into app.ports) and workers. Pure: no EAL.
-PoolSizing size_pool(const config::Appliance& app, const std::vector<size_t>& ports);
+// ring_ports (indexed like app.ports, may be empty: none) marks the ports distributed by ring,
+// whose hand-off rings may hold mbufs too.
+PoolSizing size_pool(const config::Appliance& app, const std::vector<size_t>& ports,
+                     const std::vector<bool>& ring_ports = {});
 
 // What the RX callback of one queue counted: written by the worker that polls the queue.
 struct alignas(64) RxQueueCounters {
@@ -50,7 +53,21 @@ struct PortInfo {
   int socket = 0;
   uint16_t rx_queues = 0;
   uint16_t tx_queues = 0;
+  // distribute: ring (one RX queue, spread over the workers' rings by its poller); else the
+  // NIC's RSS with a symmetric key over rx_queues queues (or a single worker).
+  bool ring = false;
+  std::string distribute;  // how it was decided, for the log and --check
 };
+
+// How a port's packets will reach the workers, decided from the config and what the driver
+// offers (dev_rss: it reports RSS hash types; dev_max_rx_queues). Sets info.ring,
+// info.rx_queues and info.distribute; an explicit `distribute: rss` the device cannot honour is
+// an error naming the fix.
+Result<void> decide_distribution(const config::Appliance& app, const config::PortConfig& p,
+                                 const std::string& driver, bool dev_rss,
+                                 uint16_t dev_max_rx_queues, PortInfo& info);
+// The same before any device is attached (sluice --check): what the driver's name suggests.
+PortInfo expected_distribution(const config::Appliance& app, const config::PortConfig& p);
 
 // The RCU readers of the port queues' callbacks: the workers, which call rte_eth_rx_burst and
 // rte_eth_tx_burst (where callbacks run) only between the quiescent states they report. With

@@ -118,9 +118,12 @@ struct alignas(64) WorkerCounters {
   std::array<Counter, kDropCount> drops{};
   PacketBytes fallback;  // packets that matched no rule ("default")
   PacketBytes non_ip;
-  Counter rx_packets;
-  Counter cache_hits;        // classify answers from the worker's flow cache
-  Counter cache_misses;      // ... and from rte_acl after a lookup
+  Counter rx_packets;    // packets this worker processed: its RX share and its inbox
+  Counter handed_off;    // packets its distributor put in other workers' rings (ring_full: refused)
+  Counter polls;         // RX rounds (every queue and inbox polled once) ...
+  Counter busy_polls;    // ... and those that brought packets: busy share = busy / polls
+  Counter cache_hits;    // classify answers from the worker's flow cache
+  Counter cache_misses;  // ... and from rte_acl after a lookup
   Counter cache_bypassed;    // ... from rte_acl while the cache stands aside (no locality)
   Counter capture_enqueued;  // copies handed to the capture lcore (capture_full: refused)
   Counter loops;             // heartbeat: the main lcore sees a stuck worker

@@ -98,9 +98,30 @@ void workers(Text& t, const Snapshot& s) {
   for (const auto& w : s.workers) {
     labels.push_back(fmt::format("worker=\"{}\",lcore=\"{}\"", w.index, w.lcore));
   }
-  t.family("sluice_worker_rx_packets_total", "counter", "Packets the worker received.");
-  for (size_t i = 0; i < s.workers.size(); ++i) {
-    t.sample("sluice_worker_rx_packets_total", labels[i], s.workers[i].rx_packets);
+  struct Column {
+    const char* name;
+    const char* help;
+    uint64_t WorkerSnapshot::*field;
+  };
+  static constexpr Column kColumns[] = {
+      {"sluice_worker_rx_packets_total",
+       "Packets the worker processed: its RX share and what other workers handed it.",
+       &WorkerSnapshot::rx_packets},
+      {"sluice_worker_drops_total", "Packets the worker dropped, every reason.",
+       &WorkerSnapshot::drops},
+      {"sluice_worker_handed_off_total",
+       "Packets the worker's ring distributor put in other workers' rings.",
+       &WorkerSnapshot::handed_off},
+      {"sluice_worker_polls_total", "RX rounds of the worker's loop.", &WorkerSnapshot::polls},
+      {"sluice_worker_busy_polls_total",
+       "RX rounds that brought packets (busy share = busy_polls / polls).",
+       &WorkerSnapshot::busy_polls},
+  };
+  for (const auto& col : kColumns) {
+    t.family(col.name, "counter", col.help);
+    for (size_t i = 0; i < s.workers.size(); ++i) {
+      t.sample(col.name, labels[i], s.workers[i].*col.field);
+    }
   }
   t.family("sluice_worker_loops_total", "counter",
            "Housekeeping rounds of the worker's loop (its heartbeat).");

@@ -78,6 +78,11 @@ WorkerSnapshot worker_snapshot(const WorkerCounters& c, unsigned index, unsigned
   w.index = index;
   w.lcore = lcore;
   w.rx_packets = c.rx_packets.get();
+  for (const auto& d : c.drops) w.drops += d.get();
+  w.handed_off = c.handed_off.get();
+  w.ring_full = c.drops[static_cast<size_t>(Drop::kRingFull)].get();
+  w.polls = c.polls.get();
+  w.busy_polls = c.busy_polls.get();
   w.loops = c.loops.get();
   // One pass over the buckets, so the +Inf count equals the sum of what was read, and the
   // cumulative counts never decrease across bounds even while the worker records.
@@ -143,9 +148,11 @@ std::string to_json(const Snapshot& s) {
   for (size_t i = 0; i < s.workers.size(); ++i) {
     const auto& w = s.workers[i];
     o += fmt::format(
-        "{}\n    {{\"index\": {}, \"lcore\": {}, \"rx_packets\": {}, \"loops\": {}, "
-        "\"idle_ms\": {}, \"stalled\": {}}}",
-        i ? "," : "", w.index, w.lcore, w.rx_packets, w.loops, w.idle_ms, w.stalled);
+        "{}\n    {{\"index\": {}, \"lcore\": {}, \"rx_packets\": {}, \"drops\": {}, "
+        "\"handed_off\": {}, \"ring_full\": {}, \"polls\": {}, \"busy_polls\": {}, "
+        "\"loops\": {}, \"idle_ms\": {}, \"stalled\": {}}}",
+        i ? "," : "", w.index, w.lcore, w.rx_packets, w.drops, w.handed_off, w.ring_full, w.polls,
+        w.busy_polls, w.loops, w.idle_ms, w.stalled);
   }
   o += s.workers.empty() ? "],\n" : "\n  ],\n";
   o += fmt::format("  \"health\": {{\"status\": {}, \"capture\": {}, \"reason\": {}}}\n",
@@ -202,6 +209,19 @@ std::string to_table(const Snapshot& s, const Snapshot* prev, double interval_s)
       break;
     }
     o += fmt::format(" {}={}", name, t.packets);
+  }
+  for (size_t i = 0; i < s.workers.size(); ++i) {
+    const auto& w = s.workers[i];
+    const WorkerSnapshot* v = prev && i < prev->workers.size() ? &prev->workers[i] : nullptr;
+    const uint64_t polls = w.polls - (v ? v->polls : 0),
+                   busy = w.busy_polls - (v ? v->busy_polls : 0);
+    o += fmt::format(
+        "{}  worker {} (lcore {}): {} pkts{}, drops {}, handed off {}{}, busy {:.0f}%{}",
+        i ? "\n" : "\n", w.index, w.lcore, w.rx_packets,
+        prev ? fmt::format(" ({} pps)", rate(w.rx_packets, v ? v->rx_packets : 0)) : "", w.drops,
+        w.handed_off, w.ring_full ? fmt::format(" (ring_full {})", w.ring_full) : "",
+        polls ? 100.0 * static_cast<double>(busy) / static_cast<double>(polls) : 0.0,
+        w.stalled ? "  STALLED" : "");
   }
   o += fmt::format("\n  mempool: {}/{} available   latency p50/p99/max: {}/{}/{} ns\n",
                    s.mempool.available, s.mempool.total, s.latency_ns.p50, s.latency_ns.p99,

@@ -28,7 +28,12 @@ inline constexpr std::array<uint64_t, 15> kLatencyBoundsNs = {
 struct WorkerSnapshot {
   unsigned index = 0;
   unsigned lcore = 0;
-  uint64_t rx_packets = 0;
+  uint64_t rx_packets = 0;  // processed: its own RX share and what other workers handed it
+  uint64_t drops = 0;       // every drop reason this worker counted
+  uint64_t handed_off = 0;  // distribute: ring: put in other workers' rings
+  uint64_t ring_full = 0;   // ... and refused by a full one (also in drops)
+  uint64_t polls = 0;       // RX rounds, and those that brought packets (load skew)
+  uint64_t busy_polls = 0;
   uint64_t loops = 0;    // heartbeat: housekeeping rounds
   uint64_t idle_ms = 0;  // since the heartbeat last moved
   bool stalled = false;  // no progress for longer than kStallMs
@@ -57,6 +62,9 @@ struct Snapshot {
   std::array<uint64_t, kDropCount> drops{};
   // The current rules in file order, then those the last reload removed (final counts).
   std::vector<std::pair<std::string, Totals>> rules;
+  // Packets per rule per worker, [rule * workers.size() + worker], rules as above (for
+  // /sluice/rule's worker split; empty with one worker).
+  std::vector<uint64_t> rule_workers;
   Totals fallback;
   Totals non_ip;
   struct {

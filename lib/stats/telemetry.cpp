@@ -183,19 +183,31 @@ int cmd_rule(const char*, const char* params, rte_tel_data* d) {
     rte_tel_data_add_dict_u64(d, "index", i);
     rte_tel_data_add_dict_u64(d, "packets", t.packets);
     rte_tel_data_add_dict_u64(d, "bytes", t.bytes);
+    const size_t nw = published().snap.workers.size();
+    if (nw > 1 && published().snap.rule_workers.size() >= (i + 1) * nw) {
+      const auto* row = &published().snap.rule_workers[i * nw];
+      add_u64_array(d, "workers", std::vector<uint64_t>(row, row + nw));
+    }
     return 0;
   }
   return -EINVAL;  // no such rule: the client sees null
 }
 
-// Per-worker columns, keys under prefix ("" or "workers/"); counters adds rx_packets and loops.
+// Per-worker columns, keys under prefix ("" or "workers/"); counters adds rx_packets, drops,
+// handed_off, ring_full, polls, busy_polls and loops.
 void add_worker_columns(rte_tel_data* d, const std::vector<WorkerSnapshot>& ws,
                         const std::string& prefix, bool counters) {
-  std::vector<uint64_t> index, lcore, rx, loops, idle, stalled;
+  std::vector<uint64_t> index, lcore, rx, drops, handed, ring_full, polls, busy, loops, idle,
+      stalled;
   for (const auto& w : ws) {
     index.push_back(w.index);
     lcore.push_back(w.lcore);
     rx.push_back(w.rx_packets);
+    drops.push_back(w.drops);
+    handed.push_back(w.handed_off);
+    ring_full.push_back(w.ring_full);
+    polls.push_back(w.polls);
+    busy.push_back(w.busy_polls);
     loops.push_back(w.loops);
     idle.push_back(w.idle_ms);
     stalled.push_back(w.stalled ? 1 : 0);
@@ -204,6 +216,11 @@ void add_worker_columns(rte_tel_data* d, const std::vector<WorkerSnapshot>& ws,
   add_u64_array(d, (prefix + "lcore").c_str(), lcore);
   if (counters) {
     add_u64_array(d, (prefix + "rx_packets").c_str(), rx);
+    add_u64_array(d, (prefix + "drops").c_str(), drops);
+    add_u64_array(d, (prefix + "handed_off").c_str(), handed);
+    add_u64_array(d, (prefix + "ring_full").c_str(), ring_full);
+    add_u64_array(d, (prefix + "polls").c_str(), polls);
+    add_u64_array(d, (prefix + "busy_polls").c_str(), busy);
     add_u64_array(d, (prefix + "loops").c_str(), loops);
   }
   add_u64_array(d, (prefix + "idle_ms").c_str(), idle);
@@ -247,7 +264,8 @@ void telemetry_register() {
   rte_telemetry_register_cmd("/sluice/port", cmd_port, "One port's counters. Parameter: name");
   rte_telemetry_register_cmd("/sluice/rules", cmd_rules,
                              "Rule key -> [packets, bytes]. Parameter: first rule (paging)");
-  rte_telemetry_register_cmd("/sluice/rule", cmd_rule, "One rule's counters. Parameter: name");
+  rte_telemetry_register_cmd("/sluice/rule", cmd_rule,
+                             "One rule's counters (and packets per worker). Parameter: name");
   rte_telemetry_register_cmd("/sluice/workers", cmd_workers,
                              "Per worker (columns): lcore, heartbeat, idle. No parameters");
   rte_telemetry_register_cmd("/sluice/capture", cmd_capture,

@@ -73,6 +73,26 @@ def main():
         check("--check missing capture path: exit 0 but says sluice will not start and how to fix it",
               rc == 0 and "MISSING" in out and "mkdir -p /nonexistent/store" in out, f"rc={rc}\n{out}\n{err}")
 
+        # distribute (issue 11): --check says how each port reaches the workers; a device
+        # without RSS given distribute: rss is a startup error naming the fix.
+        dist = write(d, "dist.yaml", "ports:\n  - name: wan\n    device: \"net_memif0,role=server,socket=/tmp/x.sock\"\n"
+                                     "  - name: lan\n    device: net_null0\n  - name: tap\n    device: net_null1\n"
+                                     "    distribute: ring\nworkers:\n  lcores: [1, 2]\nflows: flows.yaml\n")
+        rc, out, err = run(s, None, ["--check", "-c", dist])
+        check("--check explains distribute per port (auto ring for memif, auto rss for net_null, ring as said)",
+              rc == 0 and "distribute: ring: one RX queue spread over 2 workers (auto: net_memif has no RSS)" in out
+              and "distribute: rss over 2 queues, symmetric key (auto: net_null has RSS)" in out
+              and re.search(r"2 tap .*rx_queues 1,.*\n      distribute: ring: one RX queue spread over 2 workers\n", out)
+              and "hand-off rings 8192" in out, f"rc={rc}\n{out}\n{err}")
+        write(d, "fwd.yaml", "version: 1\ndefault: { action: drop }\n")
+        norss = write(d, "norss.yaml", "ports:\n  - name: wan\n    device: \"net_ring0\"\n    distribute: rss\n"
+                                       "workers:\n  lcores: [1, 2]\nflows: fwd.yaml\n")
+        rc, out, err = run(s, ["--lcores", "0@0,1@0,2@0", "--vdev", "net_ring0", "--no-huge", "-m", "256", "--no-pci", "--no-shconf",
+                               f"--file-prefix=dist-{os.getpid()}", "--log-level=lib.eal:error"], ["-c", norss])
+        check("distribute: rss on a device without RSS: exit 2 naming the line and the fix",
+              rc == 2 and "norss.yaml:4:17: port 'wan': distribute: rss, but net_ring has no RSS; say distribute: ring"
+              in err, f"rc={rc}\n{err[-600:]}")
+
         rc, out, err = run(s, None, ["--check", "-c", os.path.join(d, "absent.yaml")])
         check("--check missing file: exit 1", rc == 1 and "absent.yaml" in err, f"rc={rc}\n{err}")
 

@@ -100,10 +100,10 @@ bool tx_step(Engine& e) noexcept {
   return true;
 }
 
-void rx_step(Engine& e) noexcept {
+void rx_queue_step(Engine& e, uint16_t queue) noexcept {
   const RxConfig& c = e.rxc;
   std::array<rte_mbuf*, kMaxBurst> pkts;
-  const uint16_t n = rte_eth_rx_burst(c.port, 0, pkts.data(), static_cast<uint16_t>(c.burst));
+  const uint16_t n = rte_eth_rx_burst(c.port, queue, pkts.data(), static_cast<uint16_t>(c.burst));
   if (n == 0) return;
   const uint64_t now = rte_rdtsc();
   auto& live = e.live;
@@ -152,6 +152,10 @@ void rx_step(Engine& e) noexcept {
   if (unknown) live.rx_unknown_stream.add(unknown);
   if (dup) live.rx_duplicated.add(dup);
   if (reord) live.rx_reordered.add(reord);
+}
+
+void rx_step(Engine& e) noexcept {
+  for (uint16_t q = 0; q < e.rxc.queues; ++q) rx_queue_step(e, q);
 }
 
 }  // namespace

@@ -52,6 +52,7 @@ struct TxConfig {
 
 struct RxConfig {
   uint16_t port = 0;
+  uint16_t queues = 1;  // polled in turn; a flow keeps to one queue, so its order holds
   unsigned burst = 32;
   double ns_per_cycle = 0;
 };

@@ -136,16 +136,20 @@ struct Ports {
   }
 };
 
-Result<void> setup_port(uint16_t port, rte_mempool* pool) {
+Result<void> setup_port(uint16_t port, rte_mempool* pool, uint16_t rx_queues) {
   rte_eth_conf conf{};
-  int rc = rte_eth_dev_configure(port, 1, 1, &conf);
+  int rc = rte_eth_dev_configure(port, rx_queues, 1, &conf);
   if (rc != 0) return Error{fmt::format("port {}: configure failed: {}", port, rte_strerror(-rc))};
   uint16_t rxd = kDescriptors, txd = kDescriptors;
   rte_eth_dev_adjust_nb_rx_tx_desc(port, &rxd, &txd);
   const int socket = rte_eth_dev_socket_id(port);
   const auto sock = static_cast<unsigned>(socket < 0 ? 0 : socket);
-  rc = rte_eth_rx_queue_setup(port, 0, rxd, sock, nullptr, pool);
-  if (rc != 0) return Error{fmt::format("port {}: RX queue setup: {}", port, rte_strerror(-rc))};
+  for (uint16_t q = 0; q < rx_queues; ++q) {
+    rc = rte_eth_rx_queue_setup(port, q, rxd, sock, nullptr, pool);
+    if (rc != 0) {
+      return Error{fmt::format("port {}: RX queue {} setup: {}", port, q, rte_strerror(-rc))};
+    }
+  }
   rc = rte_eth_tx_queue_setup(port, 0, txd, sock, nullptr);
   if (rc != 0) return Error{fmt::format("port {}: TX queue setup: {}", port, rte_strerror(-rc))};
   return {};
@@ -331,7 +335,8 @@ int run(Options& o) {
     const auto port = static_cast<uint16_t>(p);
     if (std::find(ports.used.begin(), ports.used.end(), port) != ports.used.end()) continue;
     ports.used.push_back(port);
-    if (auto r = setup_port(port, ports.pool); !r) return fail(r.error(), kExitStartup);
+    const auto queues = static_cast<uint16_t>(p == o.rx_port ? o.rx_queues : 1);
+    if (auto r = setup_port(port, ports.pool, queues); !r) return fail(r.error(), kExitStartup);
   }
   for (uint16_t p : ports.used) {
     int r = rte_eth_dev_start(p);
@@ -381,6 +386,7 @@ int run(Options& o) {
   e.txc.retry = o.tx_retry;
   e.rxc.port = static_cast<uint16_t>(std::max(o.rx_port, 0));
   e.rxc.burst = o.burst;
+  e.rxc.queues = static_cast<uint16_t>(o.rx_queues);
   e.rxc.ns_per_cycle = 1e9 / static_cast<double>(rte_get_tsc_hz());
   e.txs.seq.assign(streams, 0);
   e.txs.sent_per_tpl.assign(plan.templates.size(), 0);

@@ -104,6 +104,8 @@ std::string usage(const std::string& argv0) {
       "  --duration S           send for S seconds\n"
       "  --count N              send N packets (with --duration: whichever comes first)\n"
       "  --burst N              packets per TX/RX burst, 1..64 (default 32)\n"
+      "  --rx-queues N          RX queues on the receiving port, 1..16, all polled (default 1;\n"
+      "                         a memif peer gets a ring per queue: one per sluice worker)\n"
       "  --flows N              flows (streams) 1..65535 (default 1)\n"
       "  --proto udp|tcp        (default udp)\n"
       "  --src ADDR, --dst ADDR IPv4 or IPv6 addresses of flow 0 (default 10.0.0.1 ->\n"
@@ -256,6 +258,7 @@ Result<Options> parse_options(int argc, char** argv) {
       {"--link-timeout", real("--link-timeout", o.link_timeout_s, 0, 1e7)},
       {"--count", whole("--count", o.count, 1, UINT64_MAX)},
       {"--burst", whole("--burst", o.burst, 1, 64)},
+      {"--rx-queues", whole("--rx-queues", o.rx_queues, 1, 16)},
       {"--flows", whole("--flows", o.flow.flows, 1, kMaxStreams)},
       {"--dport-count", whole("--dport-count", o.flow.dport_count, 1, 65535)},
       {"--sport", whole("--sport", o.flow.sport, 0, 65535)},

@@ -25,6 +25,7 @@ struct Options {
   double duration_s = 0;
   uint64_t count = 0;
   unsigned burst = 32;
+  unsigned rx_queues = 1;  // RX queues of the receiving port, all polled
   FlowSpec flow;
   std::string pcap;
   double malformed_share = 0.1;

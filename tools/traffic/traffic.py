@@ -113,7 +113,7 @@ def signal_name(n):
 class Proc:
     """One child process, its output in logdir/<name>.log, in a session of its own."""
 
-    def __init__(self, name, cmd, logdir, prefix=None, interactive=False):
+    def __init__(self, name, cmd, logdir, prefix=None, interactive=False, env=None):
         self.name, self.cmd, self.prefix = name, [str(c) for c in cmd], prefix
         self.log_path = Path(logdir) / f"{name}.log"
         self._log = open(self.log_path, "w")
@@ -121,7 +121,8 @@ class Proc:
         self._log.flush()
         self.p = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT,
                                   stdin=subprocess.PIPE if interactive else subprocess.DEVNULL,
-                                  start_new_session=True, text=True)
+                                  start_new_session=True, text=True,
+                                  env=dict(os.environ, **env) if env else None)
         self.pid = self.p.pid
 
     def alive(self):
@@ -203,10 +204,11 @@ class Session:
         self.prefixes.append(p)
         return p
 
-    def start(self, name, cmd, prefix=None, interactive=False, quiet=False):
-        """Starts cmd; its output goes to logdir/<name>.log (<name>-2.log, ... on reuse)."""
+    def start(self, name, cmd, prefix=None, interactive=False, quiet=False, env=None):
+        """Starts cmd (env: variables added to ours); its output goes to logdir/<name>.log
+        (<name>-2.log, ... on reuse)."""
         used = sum(1 for p in self.procs if p.name == name or p.name.startswith(name + "#"))
-        proc = Proc(name if not used else f"{name}#{used + 1}", cmd, self.logdir, prefix, interactive)
+        proc = Proc(name if not used else f"{name}#{used + 1}", cmd, self.logdir, prefix, interactive, env)
         self.procs.append(proc)
         if not quiet:
             print(f"traffic-test: started {name} pid {proc.pid}" + (f" (prefix {prefix})" if prefix else ""), flush=True)

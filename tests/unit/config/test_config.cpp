@@ -358,6 +358,26 @@ TEST_F(ConfigTest, RepoExamplesLoad) {
 
 // ---- bad appliance files ----
 
+TEST_F(ConfigTest, PortDistribute) {
+  auto cfg = load_ok(
+      "ports:\n  - name: a\n    device: net_null0\n    distribute: ring\n"
+      "  - name: b\n    device: net_null1\n    distribute: rss\n    rx_queues: 2\n"
+      "  - name: c\n    device: net_null2\n" +
+          std::string(kTail),
+      "version: 1\n");
+  ASSERT_TRUE(cfg);
+  EXPECT_EQ(cfg->appliance.ports[0].distribute, Distribute::kRing);
+  EXPECT_EQ(cfg->appliance.ports[0].distribute_mark.line, 4);
+  EXPECT_EQ(cfg->appliance.ports[1].distribute, Distribute::kRss);
+  EXPECT_EQ(cfg->appliance.ports[2].distribute, Distribute::kAuto);
+  app_error(
+      "ports:\n  - name: a\n    device: net_null0\n    distribute: spray\n" + std::string(kTail),
+      "4:17", "auto|rss|ring");
+  app_error("ports:\n  - name: a\n    device: net_null0\n    rx_queues: 2\n    distribute: ring\n" +
+                std::string(kTail),
+            "5:17", "remove rx_queues (2) or say distribute: rss");
+}
+
 TEST_F(ConfigTest, BadUnknownTopLevelKey) {
   app_error(std::string(kApp) + "bogus: 1\n", "11:1", "unknown key 'bogus'");
   app_error(std::string(kApp) + "bogus: 1\n", "11:1",

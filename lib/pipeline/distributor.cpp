@@ -1,0 +1,89 @@
+#include "lib/pipeline/distributor.h"
+
+#include <rte_hash_crc.h>
+#include <rte_mbuf.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace sluice::pipeline {
+
+namespace {
+
+uint16_t be16(const uint8_t* p) noexcept {
+  return static_cast<uint16_t>(p[0] << 8 | p[1]);
+}
+
+uint32_t load32(const uint8_t* p) noexcept {
+  uint32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+uint64_t load64(const uint8_t* p) noexcept {
+  uint64_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+bool has_ports(uint8_t proto) noexcept {
+  return proto == 6 /* TCP */ || proto == 17 /* UDP */ || proto == 132 /* SCTP */;
+}
+
+// Orders the two endpoints (address, port) so that swapping them gives the same words.
+uint32_t mix(uint64_t a, uint64_t b, uint16_t pa, uint16_t pb, uint8_t proto) noexcept {
+  if (a > b || (a == b && pa > pb)) {
+    std::swap(a, b);
+    std::swap(pa, pb);
+  }
+  uint32_t h = rte_hash_crc_8byte(a, proto);
+  h = rte_hash_crc_8byte(b, h);
+  return rte_hash_crc_4byte(uint32_t{pa} << 16 | pb, h);
+}
+
+}  // namespace
+
+uint32_t flow_hash(const uint8_t* f, uint32_t len) noexcept {
+  if (len < 14) return 0;
+  uint32_t off = 12;
+  uint16_t type = be16(f + off);
+  for (int tags = 0; tags < 2 && (type == 0x8100 || type == 0x88a8); ++tags) {
+    if (len < off + 6) return type;
+    off += 4;
+    type = be16(f + off);
+  }
+  off += 2;  // start of L3
+  if (type == 0x0800) {
+    if (len < off + 20) return type;
+    const uint8_t* ip = f + off;
+    const uint32_t ihl = uint32_t{ip[0] & 0x0fu} * 4;
+    const uint8_t proto = ip[9];
+    const bool first_fragment_only = (be16(ip + 6) & 0x3fff) == 0;  // neither MF nor an offset
+    uint16_t sp = 0, dp = 0;
+    if (has_ports(proto) && first_fragment_only && ihl >= 20 && len >= off + ihl + 4) {
+      sp = be16(ip + ihl);
+      dp = be16(ip + ihl + 2);
+    }
+    return mix(load32(ip + 12), load32(ip + 16), sp, dp, proto);
+  }
+  if (type == 0x86dd) {
+    if (len < off + 40) return type;
+    const uint8_t* ip = f + off;
+    const uint8_t proto = ip[6];
+    uint16_t sp = 0, dp = 0;
+    if (has_ports(proto) && len >= off + 44) {
+      sp = be16(ip + 40);
+      dp = be16(ip + 42);
+    }
+    // Each address folded to 64 bits first, so the pair orders as a whole.
+    const uint64_t s = load64(ip + 8) ^ load64(ip + 16), d = load64(ip + 24) ^ load64(ip + 32);
+    return mix(s, d, sp, dp, proto);
+  }
+  return type;
+}
+
+uint32_t flow_hash(const rte_mbuf* m) noexcept {
+  return flow_hash(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len);
+}
+
+}  // namespace sluice::pipeline

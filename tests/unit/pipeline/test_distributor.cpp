@@ -1,0 +1,269 @@
+// The ring distributor (lib/pipeline/distributor.h): the symmetric flow hash, the split over
+// workers, and spread_burst's hand-off (order per worker, ring_full, the RX TSC carried).
+
+#include "lib/pipeline/distributor.h"
+
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include <array>
+#include <cstring>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "lib/capture/handoff.h"
+#include "lib/pipeline/worker.h"
+
+namespace sluice::pipeline {
+namespace {
+
+struct Tuple {
+  bool v6 = false;
+  std::array<uint8_t, 16> src{}, dst{};
+  uint16_t sport = 0, dport = 0;
+  uint8_t proto = 17;
+  uint16_t frag = 0;  // IPv4 flags + offset field
+  int vlans = 0;
+};
+
+Tuple reversed(Tuple t) {
+  std::swap(t.src, t.dst);
+  std::swap(t.sport, t.dport);
+  return t;
+}
+
+std::vector<uint8_t> frame(const Tuple& t) {
+  std::vector<uint8_t> f(12, 0x02);
+  for (int v = 0; v < t.vlans; ++v) {
+    const uint8_t tag[4] = {static_cast<uint8_t>(v == 0 && t.vlans == 2 ? 0x88 : 0x81),
+                            static_cast<uint8_t>(v == 0 && t.vlans == 2 ? 0xa8 : 0x00), 0, 7};
+    f.insert(f.end(), tag, tag + 4);
+  }
+  f.push_back(t.v6 ? 0x86 : 0x08);
+  f.push_back(t.v6 ? 0xdd : 0x00);
+  if (t.v6) {
+    std::vector<uint8_t> ip(40, 0);
+    ip[0] = 0x60;
+    ip[5] = 8;
+    ip[6] = t.proto;
+    std::memcpy(&ip[8], t.src.data(), 16);
+    std::memcpy(&ip[24], t.dst.data(), 16);
+    f.insert(f.end(), ip.begin(), ip.end());
+  } else {
+    std::vector<uint8_t> ip(20, 0);
+    ip[0] = 0x45;
+    ip[3] = 28;
+    ip[6] = static_cast<uint8_t>(t.frag >> 8);
+    ip[7] = static_cast<uint8_t>(t.frag);
+    ip[9] = t.proto;
+    std::memcpy(&ip[12], t.src.data(), 4);
+    std::memcpy(&ip[16], t.dst.data(), 4);
+    f.insert(f.end(), ip.begin(), ip.end());
+  }
+  const uint8_t l4[8] = {static_cast<uint8_t>(t.sport >> 8),
+                         static_cast<uint8_t>(t.sport),
+                         static_cast<uint8_t>(t.dport >> 8),
+                         static_cast<uint8_t>(t.dport),
+                         0,
+                         8,
+                         0,
+                         0};
+  f.insert(f.end(), l4, l4 + 8);
+  return f;
+}
+
+uint32_t hash_of(const Tuple& t) {
+  const auto f = frame(t);
+  return flow_hash(f.data(), static_cast<uint32_t>(f.size()));
+}
+
+Tuple random_tuple(std::mt19937& rng, bool v6) {
+  Tuple t;
+  t.v6 = v6;
+  for (auto& b : t.src) b = static_cast<uint8_t>(rng());
+  for (auto& b : t.dst) b = static_cast<uint8_t>(rng());
+  t.sport = static_cast<uint16_t>(rng());
+  t.dport = static_cast<uint16_t>(rng());
+  t.proto = (rng() & 1) ? 17 : 6;
+  t.vlans = static_cast<int>(rng() % 3);
+  return t;
+}
+
+TEST(FlowHash, BothDirectionsHashAlike) {
+  std::mt19937 rng(7);
+  std::set<uint32_t> seen;
+  for (int i = 0; i < 20000; ++i) {
+    const Tuple t = random_tuple(rng, i % 2 == 1);
+    const uint32_t h = hash_of(t);
+    ASSERT_EQ(h, hash_of(reversed(t))) << "flow " << i << (t.v6 ? " (IPv6)" : " (IPv4)");
+    seen.insert(h);
+  }
+  EXPECT_GT(seen.size(), 19900u) << "the hash collides far more than a 32-bit hash should";
+}
+
+TEST(FlowHash, EveryFieldOfTheFlowCounts) {
+  std::mt19937 rng(11);
+  const Tuple t = random_tuple(rng, false);
+  Tuple other = t;
+  other.sport ^= 1;
+  EXPECT_NE(hash_of(t), hash_of(other));
+  other = t;
+  other.dst[3] ^= 1;
+  EXPECT_NE(hash_of(t), hash_of(other));
+  other = t;
+  other.proto = t.proto == 17 ? 6 : 17;
+  EXPECT_NE(hash_of(t), hash_of(other));
+  // A VLAN tag does not change the flow.
+  other = t;
+  other.vlans = t.vlans == 0 ? 1 : 0;
+  EXPECT_EQ(hash_of(t), hash_of(other));
+}
+
+TEST(FlowHash, FragmentsOfOneDatagramStayTogether) {
+  std::mt19937 rng(3);
+  Tuple first = random_tuple(rng, false);
+  first.vlans = 0;
+  first.frag = 0x2000;  // MF, offset 0: the ports are there, but later fragments lack them
+  Tuple later = first;
+  later.frag = 0x0010;  // offset 128 bytes, no ports
+  later.sport = later.dport = 0;
+  EXPECT_EQ(hash_of(first), hash_of(later));
+  EXPECT_EQ(hash_of(first), hash_of(reversed(later)));
+}
+
+TEST(FlowHash, ShortAndNonIpFramesGoToOneWorker) {
+  const uint8_t arp[60] = {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 0x08, 0x06};
+  EXPECT_EQ(flow_hash(arp, sizeof arp), flow_hash(arp, 14));
+  EXPECT_EQ(worker_of(flow_hash(arp, sizeof arp), 8), 0u);
+  std::mt19937 rng(5);
+  const auto f = frame(random_tuple(rng, false));
+  for (uint32_t len = 0; len < f.size(); ++len) (void)flow_hash(f.data(), len);  // no overread
+}
+
+TEST(WorkerOf, SplitsFlowsEvenly) {
+  std::mt19937 rng(9);
+  std::vector<uint32_t> hashes;
+  for (int i = 0; i < 40000; ++i) hashes.push_back(hash_of(random_tuple(rng, i % 4 == 0)));
+  for (unsigned workers : {1u, 2u, 3u, 7u, 14u}) {
+    std::vector<unsigned> count(workers, 0);
+    for (uint32_t h : hashes) {
+      const unsigned w = worker_of(h, workers);
+      ASSERT_LT(w, workers);
+      ++count[w];
+    }
+    const double even = static_cast<double>(hashes.size()) / workers;
+    for (unsigned w = 0; w < workers; ++w) {
+      EXPECT_NEAR(count[w], even, even * 0.1) << workers << " workers, worker " << w;
+    }
+  }
+}
+
+// spread_burst with three workers, as worker 2, on flows that none hash to worker 2, so the
+// whole burst is handed off (no rules needed): each packet in its worker's ring, in arrival
+// order, stamped with the burst's RX TSC; a full ring counts ring_full and frees the rest.
+class SpreadTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    static int instance = 0;
+    ++instance;
+    const std::string tag = "sp" + std::to_string(instance);
+    pool_ = rte_pktmbuf_pool_create((tag + "pool").c_str(), 511, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                    SOCKET_ID_ANY);
+    ASSERT_NE(pool_, nullptr);
+    field_ = capture::register_rx_tsc_field();
+    ASSERT_GE(field_, 0);
+    for (int k = 0; k < 2; ++k) {
+      rings_[k] = rte_ring_create((tag + "r" + std::to_string(k)).c_str(), kRing, SOCKET_ID_ANY,
+                                  RING_F_SP_ENQ | RING_F_SC_DEQ);
+      ASSERT_NE(rings_[k], nullptr);
+    }
+    w_.index = 2;
+    w_.nb_workers = 3;
+    w_.rx_tsc_field = field_;
+    q_.port_index = 0;
+    q_.spread = rings_.data();
+    std::mt19937 rng(1);
+    while (flows_.size() < 16) {
+      Tuple t = random_tuple(rng, flows_.size() % 3 == 0);
+      if (worker_of(hash_of(t), 3) != 2) flows_.push_back(t);
+    }
+  }
+  void TearDown() override {
+    for (rte_ring* r : rings_) {
+      if (r == nullptr) continue;
+      rte_mbuf* m;
+      while (rte_ring_sc_dequeue(r, reinterpret_cast<void**>(&m)) == 0) rte_pktmbuf_free(m);
+      rte_ring_free(r);
+    }
+    EXPECT_EQ(rte_mempool_avail_count(pool_), 511u) << "an mbuf was lost";
+    rte_mempool_free(pool_);
+  }
+
+  // A packet of flow (mod the flows), its sequence number in the mbuf's hash.usr.
+  rte_mbuf* packet(unsigned flow, uint64_t seq) {
+    const auto f = frame(flows_[flow % flows_.size()]);
+    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+    EXPECT_NE(m, nullptr);
+    std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(f.size())), f.data(), f.size());
+    m->hash.usr = static_cast<uint32_t>(seq);  // no PMD touches it here
+    return m;
+  }
+
+  static constexpr unsigned kRing = 128;
+  rte_mempool* pool_ = nullptr;
+  int field_ = -1;
+  std::array<rte_ring*, 3> rings_{};  // rings_[2] (this worker's own) stays null
+  Worker w_;
+  RxQueue q_;
+  std::vector<Tuple> flows_;
+};
+
+TEST_F(SpreadTest, HandsEachFlowToItsWorkerInOrder) {
+  uint64_t seq = 0;
+  for (int burst = 0; burst < 3; ++burst) {
+    std::array<rte_mbuf*, 32> pkts;
+    for (unsigned i = 0; i < pkts.size(); ++i) pkts[i] = packet(i * 7 + burst, seq++);
+    spread_burst(w_, q_, pkts.data(), pkts.size(), 1000 + burst);
+  }
+  EXPECT_EQ(w_.counters.handed_off.get(), 96u);
+  EXPECT_EQ(w_.counters.drops[static_cast<size_t>(stats::Drop::kRingFull)].get(), 0u);
+  EXPECT_EQ(w_.counters.rx_packets.get(), 0u);  // none was this worker's own
+  unsigned total = 0;
+  for (unsigned k = 0; k < 2; ++k) {
+    rte_mbuf* m;
+    int64_t last = -1;
+    while (rte_ring_sc_dequeue(rings_[k], reinterpret_cast<void**>(&m)) == 0) {
+      ++total;
+      EXPECT_EQ(worker_of(flow_hash(m), 3), k) << "a packet in the wrong worker's ring";
+      EXPECT_GT(static_cast<int64_t>(m->hash.usr), last) << "out of arrival order";
+      last = m->hash.usr;
+      const uint64_t tsc = *capture::rx_tsc_of(m, field_);
+      EXPECT_TRUE(tsc >= 1000 && tsc <= 1002) << tsc;
+      rte_pktmbuf_free(m);
+    }
+  }
+  EXPECT_EQ(total, 96u);
+}
+
+TEST_F(SpreadTest, AFullRingCountsRingFullAndFreesTheRest) {
+  unsigned sent = 0;
+  for (int burst = 0; burst < 10; ++burst) {  // 320 packets for 2 x 127 places
+    std::array<rte_mbuf*, 32> pkts;
+    for (unsigned i = 0; i < pkts.size(); ++i) pkts[i] = packet(i, sent++);
+    spread_burst(w_, q_, pkts.data(), pkts.size(), 5);
+  }
+  const uint64_t full = w_.counters.drops[static_cast<size_t>(stats::Drop::kRingFull)].get();
+  const uint64_t handed = w_.counters.handed_off.get();
+  EXPECT_GT(full, 0u);
+  EXPECT_EQ(handed + full, sent);
+  EXPECT_TRUE(rte_ring_full(rings_[0]) || rte_ring_full(rings_[1]));
+  EXPECT_EQ(rte_ring_count(rings_[0]) + rte_ring_count(rings_[1]), handed);
+  EXPECT_EQ(rte_mempool_avail_count(pool_), 511u - handed) << "refused mbufs were not freed";
+}
+
+}  // namespace
+}  // namespace sluice::pipeline
