@@ -144,9 +144,6 @@ std::optional<TestSlow> test_slow() {
   return t;
 }
 
-// The mbuf field that carries a handed-off packet's RX TSC (shared with capture's).
-int hand_off_tsc_field = -1;
-
 // distribute: ring: one SP/SC ring of rings.size from each ring port's poller (worker
 // port mod workers, pipeline::rx_queues_of) to every other worker, on the receiver's socket.
 Result<void> setup_hand_off(Appliance& a) {
@@ -156,13 +153,6 @@ Result<void> setup_hand_off(Appliance& a) {
   for (size_t p = 0; p < a.ports->size(); ++p) {
     const auto& pi = a.ports->ports()[p];
     if (!pi.ring) continue;
-    if (hand_off_tsc_field < 0) {
-      hand_off_tsc_field = capture::register_rx_tsc_field();
-      if (hand_off_tsc_field < 0) {
-        return Error{fmt::format("cannot register the mbuf RX timestamp field: {}",
-                                 rte_strerror(rte_errno))};
-      }
-    }
     auto& row = a.hand_off[p];
     row.assign(nw, nullptr);
     const size_t poller = p % nw;
@@ -343,7 +333,6 @@ Result<void> Appliance::assemble(std::shared_ptr<const config::Config> config, s
         w->inbox.push_back({hand_off[pi][wi], static_cast<uint8_t>(pi)});
       }
     }
-    if (hand_off_tsc_field >= 0) w->rx_tsc_field = hand_off_tsc_field;
     if (slow && slow->worker == wi) {
       w->test_slow_cycles = slow->ns_per_packet * rte_get_tsc_hz() / 1'000'000'000;
       spdlog::warn("test hook SLUICE_TEST_SLOW: worker {} on lcore {} spins {} ns per packet", wi,

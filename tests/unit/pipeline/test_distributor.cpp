@@ -15,7 +15,6 @@
 
 #include <gtest/gtest.h>
 
-#include "lib/capture/handoff.h"
 #include "lib/pipeline/worker.h"
 
 namespace sluice::pipeline {
@@ -174,8 +173,6 @@ class SpreadTest : public ::testing::Test {
     pool_ = rte_pktmbuf_pool_create((tag + "pool").c_str(), 511, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
                                     SOCKET_ID_ANY);
     ASSERT_NE(pool_, nullptr);
-    field_ = capture::register_rx_tsc_field();
-    ASSERT_GE(field_, 0);
     for (int k = 0; k < 2; ++k) {
       rings_[k] = rte_ring_create((tag + "r" + std::to_string(k)).c_str(), kRing, SOCKET_ID_ANY,
                                   RING_F_SP_ENQ | RING_F_SC_DEQ);
@@ -183,7 +180,6 @@ class SpreadTest : public ::testing::Test {
     }
     w_.index = 2;
     w_.nb_workers = 3;
-    w_.rx_tsc_field = field_;
     q_.port_index = 0;
     q_.spread = rings_.data();
     std::mt19937 rng(1);
@@ -203,19 +199,18 @@ class SpreadTest : public ::testing::Test {
     rte_mempool_free(pool_);
   }
 
-  // A packet of flow (mod the flows), its sequence number in the mbuf's hash.usr.
+  // A packet of flow (mod the flows), its sequence number in the mbuf's last dynfield word.
   rte_mbuf* packet(unsigned flow, uint64_t seq) {
     const auto f = frame(flows_[flow % flows_.size()]);
     rte_mbuf* m = rte_pktmbuf_alloc(pool_);
     EXPECT_NE(m, nullptr);
     std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(f.size())), f.data(), f.size());
-    m->hash.usr = static_cast<uint32_t>(seq);  // no PMD touches it here
+    m->dynfield1[8] = static_cast<uint32_t>(seq);  // the last, unregistered: no one uses it
     return m;
   }
 
   static constexpr unsigned kRing = 128;
   rte_mempool* pool_ = nullptr;
-  int field_ = -1;
   std::array<rte_ring*, 3> rings_{};  // rings_[2] (this worker's own) stays null
   Worker w_;
   RxQueue q_;
@@ -239,10 +234,9 @@ TEST_F(SpreadTest, HandsEachFlowToItsWorkerInOrder) {
     while (rte_ring_sc_dequeue(rings_[k], reinterpret_cast<void**>(&m)) == 0) {
       ++total;
       EXPECT_EQ(worker_of(flow_hash(m), 3), k) << "a packet in the wrong worker's ring";
-      EXPECT_GT(static_cast<int64_t>(m->hash.usr), last) << "out of arrival order";
-      last = m->hash.usr;
-      const uint64_t tsc = *capture::rx_tsc_of(m, field_);
-      EXPECT_TRUE(tsc >= 1000 && tsc <= 1002) << tsc;
+      EXPECT_GT(static_cast<int64_t>(m->dynfield1[8]), last) << "out of arrival order";
+      last = m->dynfield1[8];
+      EXPECT_TRUE(m->hash.rss >= 1000 && m->hash.rss <= 1002) << "RX TSC not carried";
       rte_pktmbuf_free(m);
     }
   }

@@ -1,0 +1,151 @@
+// sluice-bench-ring: the ring distributor's hand-off cost on one lcore, in the manner of DPDK's
+// ring_perf_autotest ("SP/SC: burst (size: 32)": TSC cycles per element to enqueue a burst of
+// 32 on an SP/SC ring and dequeue it again). Two figures, TSC cycles per packet:
+//   ring     the same loop as ring_perf's, on the same build and machine as the next one;
+//   handoff  pipeline::spread_burst on bursts of 32 64-byte IPv4/UDP frames of 256 flows over
+//            three workers (as worker 2, on flows that hash to workers 0 and 1: the whole burst
+//            is handed off), then the receivers' burst dequeues: hash, counting sort, RX TSC
+//            stamp, enqueue and dequeue, what a packet costs to cross from one worker to another.
+// Prints "ring CYCLES" and "handoff CYCLES" (median of --reps repetitions).
+//   sluice-bench-ring [EAL options] -- [--reps N] [--iterations N]
+
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "lib/pipeline/distributor.h"
+#include "lib/pipeline/worker.h"
+
+namespace {
+
+using sluice::pipeline::flow_hash;
+using sluice::pipeline::worker_of;
+
+constexpr unsigned kBurst = 32;
+constexpr unsigned kFlows = 256;
+
+// A 60-byte IPv4/UDP frame of flow i (10.0.x.y:1024+i -> 192.168.0.1:5001); the hash reads
+// only addresses and ports, so checksums are left at zero.
+std::array<uint8_t, 60> frame(unsigned i) {
+  std::array<uint8_t, 60> f{};
+  f[12] = 0x08;
+  uint8_t* ip = &f[14];
+  ip[0] = 0x45;
+  ip[3] = 46;
+  ip[8] = 64;
+  ip[9] = 17;
+  const uint8_t addrs[8] = {10, 0, static_cast<uint8_t>(i >> 8), static_cast<uint8_t>(i), 192, 168,
+                            0,  1};
+  std::memcpy(ip + 12, addrs, 8);
+  const uint16_t sport = static_cast<uint16_t>(1024 + i);
+  const uint8_t l4[6] = {
+      static_cast<uint8_t>(sport >> 8), static_cast<uint8_t>(sport), 0x13, 0x89, 0, 26};
+  std::memcpy(ip + 20, l4, 6);
+  return f;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int eal = rte_eal_init(argc, argv);
+  if (eal < 0) {
+    std::fprintf(stderr, "sluice-bench-ring: EAL init failed\n");
+    return 2;
+  }
+  unsigned reps = 5;
+  uint64_t iterations = 1u << 20;
+  for (int i = eal + 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--reps" && i + 1 < argc) {
+      reps = static_cast<unsigned>(std::strtoul(argv[++i], nullptr, 10));
+    } else if (a == "--iterations" && i + 1 < argc) {
+      iterations = std::strtoull(argv[++i], nullptr, 10);
+    } else if (a != "--") {
+      std::fprintf(stderr,
+                   "usage: sluice-bench-ring [EAL options] -- [--reps N] [--iterations N]\n");
+      return 1;
+    }
+  }
+  rte_mempool* pool =
+      rte_pktmbuf_pool_create("bench_ring", 4095, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+  std::array<rte_ring*, 3> rings{};
+  for (int k = 0; k < 2; ++k) {
+    rings[k] = rte_ring_create(("bench_ring" + std::to_string(k)).c_str(), 4096, SOCKET_ID_ANY,
+                               RING_F_SP_ENQ | RING_F_SC_DEQ);
+  }
+  if (pool == nullptr || rings[0] == nullptr || rings[1] == nullptr) {
+    std::fprintf(stderr, "sluice-bench-ring: cannot create the pool or rings\n");
+    return 2;
+  }
+  // kBurst * 8 mbufs of flows that hash to workers 0 and 1 of 3, reused every iteration.
+  std::vector<rte_mbuf*> pkts;
+  for (unsigned i = 0; pkts.size() < kBurst * 8; ++i) {
+    const auto f = frame(i % (kFlows * 3));
+    if (worker_of(flow_hash(f.data(), f.size()), 3) == 2) continue;
+    rte_mbuf* m = rte_pktmbuf_alloc(pool);
+    std::memcpy(rte_pktmbuf_append(m, f.size()), f.data(), f.size());
+    pkts.push_back(m);
+  }
+  sluice::pipeline::Worker w;
+  w.index = 2;
+  w.nb_workers = 3;
+  sluice::pipeline::RxQueue q{};
+  q.spread = rings.data();
+
+  std::vector<double> ring_c, handoff_c, hash_c;
+  std::array<rte_mbuf*, kBurst> out;
+  for (unsigned r = 0; r < reps; ++r) {
+    // ring_perf's burst loop: enqueue a burst, dequeue it, per element.
+    uint64_t t0 = rte_rdtsc();
+    for (uint64_t it = 0; it < iterations; ++it) {
+      rte_mbuf** b = &pkts[(it % 8) * kBurst];
+      rte_ring_sp_enqueue_burst(rings[0], reinterpret_cast<void**>(b), kBurst, nullptr);
+      rte_ring_sc_dequeue_burst(rings[0], reinterpret_cast<void**>(out.data()), kBurst, nullptr);
+    }
+    ring_c.push_back(static_cast<double>(rte_rdtsc() - t0) /
+                     static_cast<double>(iterations * kBurst));
+    // The flow hash alone.
+    t0 = rte_rdtsc();
+    uint32_t sink = 0;
+    for (uint64_t it = 0; it < iterations; ++it) {
+      rte_mbuf** b = &pkts[(it % 8) * kBurst];
+      for (unsigned i = 0; i < kBurst; ++i) sink += flow_hash(b[i]);
+    }
+    hash_c.push_back(static_cast<double>(rte_rdtsc() - t0) /
+                     static_cast<double>(iterations * kBurst));
+    if (sink == 1) std::printf(" ");
+    // The hand-off: spread, then each receiver drains its ring.
+    t0 = rte_rdtsc();
+    for (uint64_t it = 0; it < iterations; ++it) {
+      sluice::pipeline::spread_burst(w, q, &pkts[(it % 8) * kBurst], kBurst, t0);
+      for (int k = 0; k < 2; ++k) {
+        rte_ring_sc_dequeue_burst(rings[k], reinterpret_cast<void**>(out.data()), kBurst, nullptr);
+      }
+    }
+    handoff_c.push_back(static_cast<double>(rte_rdtsc() - t0) /
+                        static_cast<double>(iterations * kBurst));
+  }
+  const uint64_t refused =
+      w.counters.drops[static_cast<size_t>(sluice::stats::Drop::kRingFull)].get();
+  std::printf("ring %.2f\nhandoff %.2f\nhash %.2f\nrefused %lu\n", median(ring_c),
+              median(handoff_c), median(hash_c), static_cast<unsigned long>(refused));
+  for (rte_mbuf* m : pkts) rte_pktmbuf_free(m);
+  for (rte_ring* r : rings) rte_ring_free(r);
+  rte_mempool_free(pool);
+  rte_eal_cleanup();
+  return refused == 0 ? 0 : 3;
+}
