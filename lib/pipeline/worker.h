@@ -105,12 +105,14 @@ Result<void> worker_prepare(Worker& w, const std::vector<uint16_t>& port_ids, in
 void worker_release(Worker& w);
 
 // Processes one received burst from port_index: every mbuf is sent, handed on, or freed.
-void process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t n,
-                   uint64_t rx_tsc) noexcept;
+// Returns the TSC at its end (what its latency was measured to; the next poll's start).
+uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t n,
+                       uint64_t rx_tsc) noexcept;
 // distribute: ring: spreads a burst received from q over the workers by flow_hash; this
 // worker's share is processed at once, the others' go to their rings (full: ring_full).
-void spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
-                  uint64_t rx_tsc) noexcept;
+// Returns the TSC at its end, or rx_tsc when it processed nothing itself.
+uint64_t spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
+                      uint64_t rx_tsc) noexcept;
 // Sends whatever the TX buffers hold.
 void worker_flush(Worker& w) noexcept;
 
