@@ -208,8 +208,11 @@ def running(sluice, data, ctl_path):
             rc, out, err = ctl("workers")
             r = rows(out)
             check(f"{tag}: workers table: worker 0, lcore 1, {frames} packets, not stalled",
-                  rc == 0 and r[0] == ["worker", "lcore", "rx_packets", "loops", "idle_ms", "stalled"]
+                  rc == 0 and r[0][:6] == ["worker", "lcore", "rx_packets", "loops", "idle_ms", "stalled"]
                   and r[1][:3] == ["0", "1", str(frames)] and r[1][5] == "no", out + err)
+            check(f"{tag}: workers table: then drops, handed_off, ring_full and the busy share",
+                  rc == 0 and r[0][6:] == ["drops", "handed_off", "ring_full", "busy"]
+                  and r[1][6] == str(ws[0]["drops"]) and r[1][7:9] == ["0", "0"] and r[1][9].endswith("%"), out + err)
 
             # capture
             rc, cap, err = ctl.json("capture")
