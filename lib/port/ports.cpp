@@ -434,6 +434,14 @@ Result<std::unique_ptr<Ports>> Ports::open(const config::Appliance& app,
     if (rc != 0)
       return Error{
           fmt::format("port '{}': cannot read device info: {}", pi.name, rte_strerror(-rc))};
+    if (pi.rx_queues <= dev.max_rx_queues && pi.tx_queues > dev.max_tx_queues) {
+      return Error{fmt::format(
+          "{}: port '{}' ({}) has {} TX queue{} but every worker sends on a queue of its own ({} "
+          "workers): give the device more TX queues (net_pcap: one tx_pcap or tx_iface per "
+          "worker; memif: the peer opens one queue pair per worker) or use fewer workers",
+          cfg.mark.str(), pi.name, dev.driver_name, dev.max_tx_queues,
+          dev.max_tx_queues == 1 ? "" : "s", pi.tx_queues)};
+    }
     if (pi.rx_queues > dev.max_rx_queues || pi.tx_queues > dev.max_tx_queues) {
       return Error{fmt::format(
           "{}: port '{}' ({}) supports {} RX and {} TX queues but sluice needs {} RX and {} TX "

@@ -93,6 +93,17 @@ def main():
               rc == 2 and "norss.yaml:4:17: port 'wan': distribute: rss, but net_ring has no RSS; say distribute: ring"
               in err, f"rc={rc}\n{err[-600:]}")
 
+        pcap = os.path.join(d, "in.pcap")
+        with open(pcap, "wb") as f:  # an empty classic pcap
+            f.write(bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000"))
+        fewtx = write(d, "fewtx.yaml", f"ports:\n  - name: wan\n    device: \"net_pcap0,rx_pcap={pcap},tx_pcap=/dev/null\"\n"
+                                       "workers:\n  lcores: [1, 2]\nflows: fwd.yaml\n")
+        rc, out, err = run(s, ["--lcores", "0@0,1@0,2@0", "--no-huge", "-m", "256", "--no-pci", "--no-shconf",
+                               f"--file-prefix=dist-{os.getpid()}", "--log-level=lib.eal:error"], ["-c", fewtx])
+        check("a port with fewer TX queues than workers: exit 2 naming the port and how to give it more",
+              rc == 2 and "port 'wan' (net_pcap) has 1 TX queue but every worker sends on a queue of its own (2 workers)"
+              in err and "one tx_pcap or tx_iface per worker" in err, f"rc={rc}\n{err[-600:]}")
+
         rc, out, err = run(s, None, ["--check", "-c", os.path.join(d, "absent.yaml")])
         check("--check missing file: exit 1", rc == 1 and "absent.yaml" in err, f"rc={rc}\n{err}")
 
