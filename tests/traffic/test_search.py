@@ -38,7 +38,8 @@ def simulated(capacity, generator, tolerance=0.0, short_by=0.0, unlucky=0.0, luc
             lost = 0.0
         if rate and not lost and rng and rng.random() < unlucky:
             lost = 0.01 * offered
-        t = {"rate_pps": rate, "offered_pps": offered, "lost": lost, "loss_ratio": lost / offered, "long": long}
+        t = {"rate_pps": rate, "offered_pps": offered, "lost": lost, "loss_ratio": lost / offered, "long": long,
+             "final": long}
         trials.append(t)
         return t
 
@@ -92,16 +93,29 @@ def deterministic():
     check("PDR: a loss within the tolerance passes",
           r["best"] is not None and r["best"]["loss_ratio"] <= 0.001 and r["rate_pps"] > 0, r)
 
-    # PDR going on from the NDR's bounds: it starts at the NDR, never below it.
+    # PDR going on from the NDR's bounds and trials: it starts at the NDR, never below it, and
+    # takes the confirmed failures of the NDR search as its upper bound.
     trial, trials = simulated(1e6, 4e6, tolerance=0.05)
-    ndr = scenario.search_rate(trial, 0.0, 0.01)
+    ndr = scenario.search_rate(trial, 0.0, 0.01, final=final_of(trial))
     n = len(trials)
-    pdr = scenario.search_rate(trial, 0.06, 0.01, start=(ndr["rate_pps"], ndr["best"], trials[0]["offered_pps"],
-                                                         trials[0]))
+    pdr = scenario.search_rate(trial, 0.06, 0.01, final=final_of(trial),
+                               start=scenario.bounds_from(trials, 0.06, 1, ndr, trials[0]))
     most = 1.05e6 / 0.94  # where 6% of the offer is lost
     check("PDR from the NDR: at least the NDR, near the capacity with its tolerance, no second unpaced trial",
           ndr["rate_pps"] <= pdr["rate_pps"] <= most and pdr["rate_pps"] >= 0.99 * most and
           all(t["rate_pps"] for t in trials[n:]), (ndr["rate_pps"], pdr["rate_pps"]))
+    lo, _, hi, _ = scenario.bounds_from(trials[:n], 0.06, 1, ndr, trials[0])
+    check("PDR from the NDR: the NDR search's confirmed failures above the PDR bound it (no restart from the top)",
+          most <= hi < 4e6 and lo >= ndr["rate_pps"], (lo, hi))
+
+    # A PDR equal to the NDR, whose rate already passed its final trial, costs no trial at all.
+    trial, trials = simulated(1e6, 4e6)
+    ndr = scenario.search_rate(trial, 0.0, 0.01, final=final_of(trial))
+    n = len(trials)
+    pdr = scenario.search_rate(trial, 0.001, 0.01, final=final_of(trial),
+                               start=scenario.bounds_from(trials, 0.001, 1, ndr, trials[0]))
+    check("PDR = NDR when nothing is lost above the capacity's edge: no new trial",
+          pdr["rate_pps"] == ndr["rate_pps"] and len(trials) == n and pdr["final_ok"], (ndr, pdr, len(trials) - n))
 
 
 def noisy():

@@ -409,7 +409,8 @@ def search_rate(trial, loss, resolution, confirm=1, final=None, final_tries=4, s
                 hi = mid
         if best is None:
             return result(0.0, None, "dut", False)
-        ok, t = judge(final or trial, lo)
+        # A rate that already passed its final trial (the NDR's, for the PDR) needs no other.
+        ok, t = (True, best) if best.get("final") else judge(final or trial, lo)
         if ok:
             return result(lo, t, "dut", True)
         # The rate found did not hold through the final trial: it is the new upper bound.
@@ -443,7 +444,9 @@ def run_search(scn, bins, session, trial_s, resolution, losses, latency_s=None, 
         return t
 
     def final(rate):
-        return trial(rate, final_s)
+        t = trial(rate, final_s)
+        t["final"] = True
+        return t
 
     results, start = {}, None
     for loss in sorted(losses):
@@ -455,16 +458,10 @@ def run_search(scn, bins, session, trial_s, resolution, losses, latency_s=None, 
         top = trials[0]
         if r["limited_by"] == "generator":
             print("traffic-test: the unpaced trial passed: the generator, not the DUT, sets the rate", flush=True)
-        # The next, more tolerant search starts from this one's result, or higher where a trial
-        # of this search already passed the next tolerance.
-        start = (r["rate_pps"], r["best"], top["offered_pps"], top)
+        # The next, more tolerant search starts from what this one's trials already say.
         nxt = [ls for ls in sorted(losses) if ls > loss]
-        if nxt and r["limited_by"] == "dut":
-            ok = [t for t in trials if t["rate_pps"] > r["rate_pps"] and t["loss_ratio"] <= nxt[0] and
-                  t["offered_pps"] >= 0.98 * t["rate_pps"]]
-            if ok:
-                b = max(ok, key=lambda t: t["rate_pps"])
-                start = (b["rate_pps"], b, top["offered_pps"], top)
+        if nxt:
+            start = bounds_from(trials, nxt[0], confirm, r, top)
     first = results[kind(min(losses))]
     lat = None
     if first["best"] is not None:
@@ -482,6 +479,29 @@ def run_search(scn, bins, session, trial_s, resolution, losses, latency_s=None, 
     for name, r in out.items():
         res[f"{name}_pps"] = r["rate_pps"]
     return {"trials": trials, "result": res, "results": out, "placement": T.placement_text(T.placement())}
+
+
+def bounds_from(trials, loss, confirm, prev, top):
+    """(lo, lo trial, hi, top) for a search at tolerance `loss` that goes on from an earlier,
+    stricter one (prev, its result) and its trials: hi is the lowest rate where each of at
+    least 1 + confirm trials lost more than `loss` (a confirmed failure), else the unpaced
+    offer; lo the highest rate below hi that passed, at least prev's rate."""
+    def ok(t):
+        return t["loss_ratio"] <= loss and t["offered_pps"] >= 0.98 * t["rate_pps"]
+
+    paced = [t for t in trials if t["rate_pps"] > 0]
+    by_rate = {}
+    for t in paced:
+        by_rate.setdefault(t["rate_pps"], []).append(t)
+    failed = [r for r, ts in by_rate.items() if len(ts) >= 1 + confirm and not any(ok(t) for t in ts)]
+    hi = min(failed, default=top["offered_pps"])
+    lo, best = prev["rate_pps"], prev["best"]
+    if prev["limited_by"] == "generator":
+        return lo, best, hi, top
+    for t in paced:
+        if ok(t) and lo < t["rate_pps"] < hi:
+            lo, best = t["rate_pps"], t
+    return lo, best, hi, top
 
 
 def kind(loss):
