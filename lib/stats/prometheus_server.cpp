@@ -14,6 +14,8 @@
 #include <string_view>
 #include <utility>
 
+#include "lib/stats/on_demand.h"
+
 namespace sluice::stats {
 
 // The HTTP side of /metrics: libmicrohttpd serves what publish() left (prometheus.cpp renders it).
@@ -55,6 +57,7 @@ enum MHD_Result answer(void* cls, MHD_Connection* c, const char* url, const char
       std::strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
     return answer_page(c, {MHD_HTTP_METHOD_NOT_ALLOWED, "/metrics answers GET and HEAD\n"});
   }
+  on_demand().await_fresh();  // the control loop renders the text when someone asks
   auto text = server.text();
   if (text == nullptr || text->empty()) {
     return answer_page(c, {MHD_HTTP_SERVICE_UNAVAILABLE, "sluice has no metrics yet\n"});

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "lib/stats/on_demand.h"
+
 namespace sluice::stats {
 
 namespace {
@@ -254,23 +256,32 @@ int cmd_health(const char*, const char*, rte_tel_data* d) {
   return 0;
 }
 
+// Each command first asks the control loop for a fresh snapshot (on_demand.h).
+template <int (*Cmd)(const char*, const char*, rte_tel_data*)>
+int fresh(const char* cmd, const char* params, rte_tel_data* d) {
+  on_demand().await_fresh();
+  return Cmd(cmd, params, d);
+}
+
 }  // namespace
 
 void telemetry_register() {
-  rte_telemetry_register_cmd("/sluice/stats", cmd_stats,
+  rte_telemetry_register_cmd("/sluice/stats", fresh<cmd_stats>,
                              "sluice statistics (flat keys). No parameters");
-  rte_telemetry_register_cmd("/sluice/drops", cmd_drops, "Drops by reason. No parameters");
-  rte_telemetry_register_cmd("/sluice/ports", cmd_ports, "sluice port names. No parameters");
-  rte_telemetry_register_cmd("/sluice/port", cmd_port, "One port's counters. Parameter: name");
-  rte_telemetry_register_cmd("/sluice/rules", cmd_rules,
+  rte_telemetry_register_cmd("/sluice/drops", fresh<cmd_drops>, "Drops by reason. No parameters");
+  rte_telemetry_register_cmd("/sluice/ports", fresh<cmd_ports>, "sluice port names. No parameters");
+  rte_telemetry_register_cmd("/sluice/port", fresh<cmd_port>,
+                             "One port's counters. Parameter: name");
+  rte_telemetry_register_cmd("/sluice/rules", fresh<cmd_rules>,
                              "Rule key -> [packets, bytes]. Parameter: first rule (paging)");
-  rte_telemetry_register_cmd("/sluice/rule", cmd_rule,
+  rte_telemetry_register_cmd("/sluice/rule", fresh<cmd_rule>,
                              "One rule's counters (and packets per worker). Parameter: name");
-  rte_telemetry_register_cmd("/sluice/workers", cmd_workers,
-                             "Per worker (columns): lcore, heartbeat, idle. No parameters");
-  rte_telemetry_register_cmd("/sluice/capture", cmd_capture,
+  rte_telemetry_register_cmd("/sluice/workers", fresh<cmd_workers>,
+                             "Per worker (columns): lcore, packets, drops, hand-off, polls, "
+                             "heartbeat, idle. No parameters");
+  rte_telemetry_register_cmd("/sluice/capture", fresh<cmd_capture>,
                              "The capture store's counters and state. No parameters");
-  rte_telemetry_register_cmd("/sluice/health", cmd_health,
+  rte_telemetry_register_cmd("/sluice/health", fresh<cmd_health>,
                              "ok, degraded or stalled; per worker idle ms. No parameters");
 }
 

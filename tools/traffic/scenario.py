@@ -22,11 +22,12 @@ the expectations; run as one fixed-rate trial or as an NDR/PDR binary search.
       rate: 20000             # pps
       duration: 2
       retry: true             # fixed trials: a lossless sender (refused packets offered again)
-    search: { trial: 1, resolution: 0.05, loss: 0 }     # ndr/pdr defaults
+    search: { trial: 1, resolution: 0.05, loss: 0.001, confirm: 1, final: 3 }   # defaults: the
+                              # pdr tolerance, repeats of a failing trial, final trial seconds
     expect:                   # a trial: Python expressions on gen, sluice (or dut), sinks, trial
       - gen.rx.lost == 0
     expect_search:            # a search: on result (rate_pps, upper_bound_pps, limited_by:
-      - result.rate_pps > 0   #   dut|generator, latency_at_half, ...), trials
+      - result.rate_pps > 0   #   dut|generator, final_ok, latency_at_half, ndr_pps, pdr_pps, ...), trials
 """
 import json
 import os
@@ -336,60 +337,175 @@ def run_trial(scn, bins, session, rate=None, duration=None):
             "placement": T.placement_text(topo.place)}
 
 
-def search_rate(trial, loss, resolution):
-    """The binary search of run_search, apart from processes so that it can be tested alone.
-    trial(rate) runs one trial (rate 0: unpaced) and returns its summary (trial_summary).
-    Returns (rate, best passing trial or None, upper bound in pps, what limits the rate:
-    "dut" when the unpaced trial lost more than the tolerance, "generator" when it did not:
-    then the DUT kept up with the most the generator offers and there is nothing to search)."""
+def search_rate(trial, loss, resolution, confirm=1, final=None, final_tries=4, start=None):
+    """The search of run_search, apart from processes so that it can be tested alone.
+
+    trial(rate) runs one trial (rate 0: unpaced) and returns its summary (trial_summary);
+    final(rate), when given, runs the longer final trial at the found rate (else trial is
+    used again). A trial passes when it lost at most `loss` (a ratio) and offered what it
+    was asked (98%).
+
+    Binary search between 0 and the unpaced offer, after CSIT's MLRsearch: a failing trial
+    is repeated `confirm` times before it lowers the upper bound (one unlucky trial on a
+    shared CPU does not floor the result: a rate fails only when every one of its 1 + confirm
+    trials failed); a passing one raises the lower bound at once. The rate found must then pass
+    a final trial (confirmed the same way); where it does not, that rate becomes the upper bound
+    and the search goes on below it, at most `final_tries` times.
+
+    start: (lo, lo_trial, hi, top) to go on from another search's bounds (the PDR search
+    starts from the NDR's: a rate that lost nothing lost at most any tolerance), top being
+    the unpaced trial.
+
+    Returns a dict: rate_pps, best (the trial that passed at that rate, the final one where
+    there was one, or None), upper_bound_pps (the unpaced offer), limited_by ("dut" when the
+    unpaced trial lost more than the tolerance, "generator" when it did not: then the DUT kept
+    up with the most the generator offers and there is nothing to search), confirmed (failing
+    trials repeated, and how many of those repeats passed), final_ok (the rate found passed its
+    final trial), hi_pps (the lowest rate that failed, confirmed)."""
 
     def passes(t, rate):
         return t["loss_ratio"] <= loss and (rate == 0 or t["offered_pps"] >= 0.98 * rate)
 
-    top = trial(0)  # unpaced: the most the generator offers through this DUT
-    hi = top["offered_pps"]
+    stats = {"confirmations": 0, "overturned": 0}
+
+    def judge(run, rate):
+        """(passed, trial): a failure counts only once confirmed."""
+        t = run(rate)
+        if passes(t, rate):
+            return True, t
+        for _ in range(confirm):
+            stats["confirmations"] += 1
+            again = run(rate)
+            if passes(again, rate):
+                stats["overturned"] += 1
+                return True, again
+        return False, t
+
+    if start is None:
+        top = trial(0)  # unpaced: the most the generator offers through this DUT
+        lo, best, hi = 0.0, None, top["offered_pps"]
+    else:
+        lo, best, hi, top = start
+    upper = top["offered_pps"]
+
+    def result(rate, t, limited_by, final_ok):
+        return {"rate_pps": rate, "best": t, "upper_bound_pps": upper, "limited_by": limited_by,
+                "confirmations": stats["confirmations"], "overturned": stats["overturned"], "final_ok": final_ok,
+                "hi_pps": hi}
+
     if passes(top, 0):
-        return hi, top, hi, "generator"
-    lo, best = 0.0, None
-    while hi - lo > resolution * hi:
-        mid = round((lo + hi) / 2)
-        t = trial(mid)
-        if passes(t, mid):
-            lo, best = mid, t
-        else:
-            hi = mid
-    return lo, best, top["offered_pps"], "dut"
+        return result(upper, top, "generator", True)
+    passed = {}  # rate -> its passing trial (bisection steps), to step back to after a failed final trial
+    if best is not None:
+        passed[lo] = best
+    for _ in range(final_tries):
+        while hi - lo > resolution * hi:
+            mid = round((lo + hi) / 2)
+            ok, t = judge(trial, mid)
+            if ok:
+                lo, best = mid, t
+                passed[mid] = t
+            else:
+                hi = mid
+        if best is None:
+            return result(0.0, None, "dut", False)
+        # A rate that already passed its final trial (the NDR's, for the PDR) needs no other.
+        ok, t = (True, best) if best.get("final") else judge(final or trial, lo)
+        if ok:
+            return result(lo, t, "dut", True)
+        # The rate found did not hold through the final trial: it is the new upper bound.
+        hi = lo
+        below = [r for r in passed if r < hi]
+        lo = max(below) if below else 0.0
+        best = passed.get(lo)
+    return result(lo, best, "dut", False)
 
 
-def run_search(scn, bins, session, trial_s, resolution, loss, latency_s=None):
-    """NDR (loss 0) or PDR (loss > 0) by binary search; then latency at 50% of it. Every
-    trial starts the DUT and the generator afresh (see one_trial)."""
+def run_search(scn, bins, session, trial_s, resolution, losses, latency_s=None, confirm=1, final_s=None):
+    """NDR (loss 0) and/or PDR (loss > 0) by search_rate, one after the other (the PDR goes on
+    from the NDR's bounds and trials); then latency at 50% of the first. Every trial starts
+    the DUT and the generator afresh (see one_trial). final_s: the final trial's length
+    (default 3 x trial_s)."""
     g = scn["generator"]
     trials = []
     print(f"traffic-test: lcores: {T.placement_text(T.placement())}", flush=True)
+    final_s = final_s or 3 * trial_s
 
     def trial(rate, seconds=trial_s, note=None):
         args = gen_args(g, rate, seconds, retry=False) + ["--drain", "0.3"]
         _, res, _, _ = one_trial(scn, bins, session, args, seconds)
         t = trial_summary(res, rate)
+        t["seconds"] = seconds
         trials.append(t)
         if note is None:
-            ok = t["loss_ratio"] <= loss
-            note = "(unpaced: upper bound)" if rate == 0 else ("pass" if ok else "fail")
+            verdicts = ", ".join(f"{kind(loss)} {'pass' if t['loss_ratio'] <= loss else 'fail'}" for loss in losses)
+            note = "(unpaced: upper bound)" if rate == 0 else f"({'final, ' if seconds != trial_s else ''}{verdicts})"
         print("traffic-test: " + fmt_trial(len(trials), t, note), flush=True)
         return t
 
-    rate, best, upper, limited_by = search_rate(trial, loss, resolution)
-    if limited_by == "generator":
-        print("traffic-test: the unpaced trial passed: the generator, not the DUT, sets the rate", flush=True)
+    def final(rate):
+        t = trial(rate, final_s)
+        t["final"] = True
+        return t
+
+    results, start = {}, None
+    for loss in sorted(losses):
+        print(f"traffic-test: {kind(loss).upper()} search (loss <= {loss:g}), failing trials confirmed {confirm}x, "
+              f"final trial {final_s:g} s", flush=True)
+        r = search_rate(trial, loss, resolution, confirm, final, start=start)
+        r["trials"] = len(trials)  # how many trials so far
+        results[kind(loss)] = r
+        top = trials[0]
+        if r["limited_by"] == "generator":
+            print("traffic-test: the unpaced trial passed: the generator, not the DUT, sets the rate", flush=True)
+        # The next, more tolerant search starts from what this one's trials already say.
+        nxt = [ls for ls in sorted(losses) if ls > loss]
+        if nxt:
+            start = bounds_from(trials, nxt[0], confirm, r, top)
+    first = results[kind(min(losses))]
     lat = None
-    if best is not None:
-        lat = trial(round(rate / 2), latency_s or 2 * trial_s, "(latency at 50% of the result)")
-    return {"trials": trials,
-            "result": {"kind": "ndr" if loss == 0 else "pdr", "loss_tolerance": loss, "rate_pps": rate,
-                       "resolution": resolution, "trial_s": trial_s, "upper_bound_pps": upper,
-                       "limited_by": limited_by, "latency_at_half": lat["latency_ns"] if lat else {}},
-            "placement": T.placement_text(T.placement())}
+    if first["best"] is not None:
+        lat = trial(round(first["rate_pps"] / 2), latency_s or 2 * trial_s, "(latency at 50% of the result)")
+    out = {}
+    for name, r in results.items():
+        loss = 0 if name == "ndr" else max(losses)
+        out[name] = {"kind": name, "loss_tolerance": loss, "rate_pps": r["rate_pps"], "resolution": resolution,
+                     "trial_s": trial_s, "final_s": final_s, "confirm": confirm, "upper_bound_pps": r["upper_bound_pps"],
+                     "limited_by": r["limited_by"], "final_ok": r["final_ok"], "confirmations": r["confirmations"],
+                     "overturned": r["overturned"], "trials": r["trials"]}
+    res = dict(out[kind(min(losses))])
+    res["latency_at_half"] = lat["latency_ns"] if lat else {}
+    res["latency_rate_pps"] = lat["rate_pps"] if lat else 0
+    for name, r in out.items():
+        res[f"{name}_pps"] = r["rate_pps"]
+    return {"trials": trials, "result": res, "results": out, "placement": T.placement_text(T.placement())}
+
+
+def bounds_from(trials, loss, confirm, prev, top):
+    """(lo, lo trial, hi, top) for a search at tolerance `loss` that goes on from an earlier,
+    stricter one (prev, its result) and its trials: hi is the lowest rate where each of at
+    least 1 + confirm trials lost more than `loss` (a confirmed failure), else the unpaced
+    offer; lo the highest rate below hi that passed, at least prev's rate."""
+    def ok(t):
+        return t["loss_ratio"] <= loss and t["offered_pps"] >= 0.98 * t["rate_pps"]
+
+    paced = [t for t in trials if t["rate_pps"] > 0]
+    by_rate = {}
+    for t in paced:
+        by_rate.setdefault(t["rate_pps"], []).append(t)
+    failed = [r for r, ts in by_rate.items() if len(ts) >= 1 + confirm and not any(ok(t) for t in ts)]
+    hi = min(failed, default=top["offered_pps"])
+    lo, best = prev["rate_pps"], prev["best"]
+    if prev["limited_by"] == "generator":
+        return lo, best, hi, top
+    for t in paced:
+        if ok(t) and lo < t["rate_pps"] < hi:
+            lo, best = t["rate_pps"], t
+    return lo, best, hi, top
+
+
+def kind(loss):
+    return "ndr" if loss == 0 else "pdr"
 
 
 # ---- report -------------------------------------------------------------------------------
@@ -427,7 +543,7 @@ def plot(report, path):
 
 
 def run(path_or_scn, mode="trial", out=None, build=None, rate=None, duration=None, trial_s=None,
-        resolution=None, loss=None, want_plot=True):
+        resolution=None, loss=None, want_plot=True, confirm=None, final_s=None):
     """Runs a scenario; returns (exit code, report). 0 pass, 1 fail, 77 skipped."""
     scn = load(path_or_scn) if not isinstance(path_or_scn, dict) else check(path_or_scn, path_or_scn.get("name", "scenario"))
     out = Path(out or (T.ROOT / "build" / "traffic" / scn["name"]))
@@ -447,11 +563,12 @@ def run(path_or_scn, mode="trial", out=None, build=None, rate=None, duration=Non
                   "trial": report["trials"][0]}
         else:
             s = scn["search"]
-            tol = loss if loss is not None else (s.get("loss", 0) if mode == "ndr" else s.get("loss", 0.001) or 0.001)
-            if mode == "ndr":
-                tol = 0
+            pdr_loss = loss if loss is not None else (s.get("loss") or 0.001)
+            losses = {"ndr": [0], "pdr": [pdr_loss], "ndr+pdr": [0, pdr_loss]}[mode]
             report.update(run_search(scn, bins, session, trial_s or s.get("trial", 1),
-                                     resolution or s.get("resolution", 0.05), tol))
+                                     resolution or s.get("resolution", 0.05), losses,
+                                     confirm=s.get("confirm", 1) if confirm is None else confirm,
+                                     final_s=final_s or s.get("final")))
             ns = {"result": report["result"], "trials": report["trials"]}
         results = T.evaluate(scn.get("expect" if mode == "trial" else "expect_search", []), ns)
         report["expectations"] = [{"expect": e, "ok": ok, "detail": d} for e, ok, d in results]

@@ -110,6 +110,17 @@ def signal_name(n):
 
 # ---- processes ----------------------------------------------------------------------------
 
+def processes():
+    """(pid, argv as bytes) of every process on the machine that can be read."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            yield pid, Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+
+
 class Proc:
     """One child process, its output in logdir/<name>.log, in a session of its own."""
 
@@ -257,13 +268,7 @@ class Session:
     def leftovers(self):
         """Everything of this session still on the machine: processes, files, sockets."""
         left = []
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
+        for pid, args in processes():
             for prefix in self.prefixes:
                 if f"--file-prefix={prefix}".encode() in args:
                     left.append(f"process {pid} ({args[0].decode(errors='replace')}) of prefix {prefix}")
