@@ -703,5 +703,63 @@ TEST_F(ConfigTest, FastFlowsReaderAgreesWithTheFullDecoder) {
   for (const std::string& text : texts) same(text, *app);
 }
 
+// The same on many small edits of the shipped examples: whatever an edit makes of a file,
+// parse_flows must answer as yaml-cpp and the decoders do.
+TEST_F(ConfigTest, FastFlowsReaderAgreesOnEditedFiles) {
+  const std::string app_path =
+      write("sluice.yaml", std::string(kApp) + "capture:\n  lcore: 3\n  path: store\n");
+  auto app = load_appliance(app_path);
+  ASSERT_TRUE(app.ok()) << app.error();
+  std::ifstream in(std::string(SLUICE_CONFIG_DIR) + "/flows.yaml");
+  const std::string base{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  ASSERT_FALSE(base.empty());
+  static constexpr std::string_view kBytes = " :-{},#\"'\n\t0a/.";
+  uint64_t seed = 0x9e3779b97f4a7c15ull;
+  auto next = [&](size_t bound) {
+    seed ^= seed << 13;
+    seed ^= seed >> 7;
+    seed ^= seed << 17;
+    return static_cast<size_t>(seed % bound);
+  };
+  size_t agreed_ok = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::string text = base;
+    for (int edits = 1 + static_cast<int>(next(3)); edits > 0; --edits) {
+      const size_t at = next(text.size());
+      switch (next(4)) {
+        case 0:
+          text.erase(at, 1);
+          break;
+        case 1:
+          text.insert(at, 1, kBytes[next(kBytes.size())]);
+          break;
+        case 2:
+          text[at] = kBytes[next(kBytes.size())];
+          break;
+        default: {  // a line repeated, or indented by one more blank
+          const size_t bol =
+              text.rfind('\n', at) == std::string::npos ? 0 : text.rfind('\n', at) + 1;
+          const size_t eol = text.find('\n', at);
+          if (next(2) == 0) {
+            text.insert(bol, text.substr(bol, eol == std::string::npos ? eol : eol - bol + 1));
+          } else {
+            text.insert(bol, " ");
+          }
+        }
+      }
+    }
+    auto fast = parse_flows("f.yaml", text, *app);
+    auto full = parse_flows_full("f.yaml", text, *app);
+    ASSERT_EQ(fast.ok(), full.ok()) << text << (fast.ok() ? full.error() : fast.error());
+    if (fast.ok()) {
+      ASSERT_EQ(dump(*fast), dump(*full)) << text;
+      ++agreed_ok;
+    } else {
+      ASSERT_EQ(fast.error(), full.error()) << text;
+    }
+  }
+  EXPECT_GT(agreed_ok, 100u);  // the edits leave many files valid: those are compared too
+}
+
 }  // namespace
 }  // namespace sluice::config
