@@ -192,6 +192,11 @@ Result<Flows> load_flows(const std::string& path, const Appliance& appliance);
 Result<Flows> parse_flows(const std::string& path, const std::string& text,
                           const Appliance& appliance);
 
+// parse_flows by yaml-cpp and the decoders alone, without the fast reader that parse_flows
+// tries first (tests check that the two agree).
+Result<Flows> parse_flows_full(const std::string& path, const std::string& text,
+                               const Appliance& appliance);
+
 // The whole content of a flows file (a regular file of at most kMaxFlowsBytes), or why it
 // cannot be read.
 Result<std::string> read_text(const std::string& path);

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 namespace sluice::config {
 namespace {
@@ -626,6 +627,158 @@ TEST_F(ConfigTest, RefusesControlCharactersInPaths) {
             "flows: the path has a control character (a line break?)");
   app_error(std::string(kOnePort) + kTail + "capture:\n  lcore: 2\n  path: \"/x\\ty\"\n", "9:9",
             "capture.path: the path has a control character");
+}
+
+// Everything a flows file decodes to, marks included, as text: two decoders agree when these do.
+std::string dump(const Flows& f) {
+  auto port = [](const std::optional<uint16_t>& p) { return p ? std::to_string(*p) : "-"; };
+  auto cidr = [](const std::optional<Cidr>& c) { return c ? cidr_text(*c) : "-"; };
+  auto range = [](const std::optional<PortRange>& r) {
+    return r ? std::to_string(r->lo) + "-" + std::to_string(r->hi) : "-";
+  };
+  std::string out = f.path + " v" + std::to_string(f.version) + " non_ip " +
+                    std::to_string(static_cast<int>(f.non_ip.action)) + port(f.non_ip.to) +
+                    " default " + std::to_string(static_cast<int>(f.fallback.action)) +
+                    port(f.fallback.to) + "\n";
+  for (const Rule& r : f.rules) {
+    const Match& m = r.match;
+    out += r.mark.str() + " " + r.name + " p" + std::to_string(r.priority) + " in " +
+           port(m.in_port) + " proto " + (m.proto ? std::to_string(*m.proto) : "-") + " " +
+           cidr(m.src) + " > " + cidr(m.dst) + " " + range(m.src_port) + " > " + range(m.dst_port) +
+           " a" + std::to_string(static_cast<int>(r.action)) + " to " + port(r.to) + " mirror " +
+           port(r.mirror) + (r.capture ? " capture" : "") + "\n";
+  }
+  return out;
+}
+
+// parse_flows reads most files with its fast reader: on those it must give what yaml-cpp and
+// the decoders give, and on files it does not take (or that are wrong) the same result too.
+TEST_F(ConfigTest, FastFlowsReaderAgreesWithTheFullDecoder) {
+  const std::string app_path =
+      write("sluice.yaml", std::string(kApp) + "capture:\n  lcore: 3\n  path: store\n");
+  auto app = load_appliance(app_path);
+  ASSERT_TRUE(app.ok()) << app.error();
+  auto same = [](const std::string& text, const Appliance& a) {
+    auto fast = parse_flows("f.yaml", text, a);
+    auto full = parse_flows_full("f.yaml", text, a);
+    ASSERT_EQ(fast.ok(), full.ok()) << text << (fast.ok() ? full.error() : fast.error());
+    if (fast.ok()) {
+      EXPECT_EQ(dump(*fast), dump(*full)) << text;
+    } else {
+      EXPECT_EQ(fast.error(), full.error()) << text;
+    }
+  };
+  // The shipped examples, each with its own appliance config.
+  for (const char* name : {"/sluice.yaml", "/demo/sluice.yaml"}) {
+    auto a = load_appliance(std::string(SLUICE_CONFIG_DIR) + name);
+    ASSERT_TRUE(a.ok()) << a.error();
+    auto text = read_text(a->flows_path);
+    ASSERT_TRUE(text.ok()) << text.error();
+    ASSERT_TRUE(parse_flows(a->flows_path, *text, *a).ok()) << name;
+    same(*text, *a);
+  }
+  std::vector<std::string> texts;
+  const std::string head = "version: 1\nnon_ip: { action: forward, to: lan }\nrules:\n";
+  const char* const rules[] = {
+      // what tools/bench/rules.py writes
+      "  - name: r0\n    priority: 1816\n"
+      "    match: { proto: tcp, src: 164.33.0.0/16, dst: 88.0.0.0/8, dst_port: 1024-2024 }\n"
+      "    action: drop\n  - name: r1\n    priority: 7\n"
+      "    match: { proto: udp, src: 10.0.0.0/8, dst: 192.168.0.0/16, dst_port: 53 }\n"
+      "    action: forward\n    to: wan\n",
+      // block maps, a list at its key's indentation, comments, quotes, IPv6
+      "- name: a   # a comment\n  match:\n    proto: 6\n    src_port: 1-2\n"
+      "# between\n    dst: \"2001:db8::/32\"\n  action: forward\n  to: 'tap'\n  mirror: lan\n"
+      "  capture: true\n- name: b\n  match: {}\n  action: drop\n- name: c\n  action: drop\n"
+      "  match: { src: 2001:db8::1, dst: ::1, proto: icmpv6 }\n",
+      "  -   name: spaced\n      priority: 0\n      action: drop\n"
+      "      match: {proto: sctp,dst_port: 0-65535 ,  in_port: wan}\n",
+      // what the fast reader leaves to yaml-cpp: each must decode (or fail) the same
+      "  - name: q\n    priority: \"5\"\n    action: drop\n",
+      "  - name: y\n    capture: yes\n    action: drop\n",
+      "  - name: n\n    match:\n    action: drop\n",
+      "  - name: flowlist\n    match: { proto: [6] }\n    action: drop\n",
+      "  - name: multi\n    match: { proto: tcp,\n      dst_port: 22 }\n    action: drop\n",
+      "  - name: tab\n\tpriority: 1\n    action: drop\n",
+      "  - name: dup\n    action: drop\n  - name: dup\n    action: drop\n",
+      "  - name: dupkey\n    action: drop\n    action: drop\n",
+      "  - name: bad-host\n    match: { src: 10.0.0.1/8 }\n    action: drop\n",
+      "  - name: mixed\n    match: { src: 10.0.0.0/8, dst: \"::1\" }\n    action: drop\n",
+      "  - name: noport\n    match: { proto: icmp, dst_port: 1 }\n    action: drop\n",
+      "  - name: range\n    match: { proto: tcp, dst_port: 9-3 }\n    action: drop\n",
+      "  - name: fwd\n    action: forward\n",
+      "  - name: nowhere\n    action: forward\n    to: nowhere\n",
+      "  - name: same\n    action: forward\n    to: lan\n    mirror: lan\n",
+      "  - name: anchor\n    match: &m { proto: tcp }\n    action: drop\n",
+      "  - name: cont\n    priority: 1\n      2\n    action: drop\n",
+      "  - name: nul\n    to: null\n    action: drop\n",
+      "  - name: \"caf\xc3\xa9\"\n    action: drop\n",
+      "  - name: crlf\r\n    action: drop\r\n",
+  };
+  for (const char* r : rules) texts.push_back(head + r);
+  texts.push_back("version: 1\nrules:\n");
+  texts.push_back("version: \"1\"\n");
+  texts.push_back("version: 1\n---\nversion: 1\n");
+  texts.push_back("");
+  for (const std::string& text : texts) same(text, *app);
+}
+
+// The same on many small edits of the shipped examples: whatever an edit makes of a file,
+// parse_flows must answer as yaml-cpp and the decoders do.
+TEST_F(ConfigTest, FastFlowsReaderAgreesOnEditedFiles) {
+  const std::string app_path =
+      write("sluice.yaml", std::string(kApp) + "capture:\n  lcore: 3\n  path: store\n");
+  auto app = load_appliance(app_path);
+  ASSERT_TRUE(app.ok()) << app.error();
+  std::ifstream in(std::string(SLUICE_CONFIG_DIR) + "/flows.yaml");
+  const std::string base{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  ASSERT_FALSE(base.empty());
+  static constexpr std::string_view kBytes = " :-{},#\"'\n\t0a/.";
+  uint64_t seed = 0x9e3779b97f4a7c15ull;
+  auto next = [&](size_t bound) {
+    seed ^= seed << 13;
+    seed ^= seed >> 7;
+    seed ^= seed << 17;
+    return static_cast<size_t>(seed % bound);
+  };
+  size_t agreed_ok = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::string text = base;
+    for (int edits = 1 + static_cast<int>(next(3)); edits > 0; --edits) {
+      const size_t at = next(text.size());
+      switch (next(4)) {
+        case 0:
+          text.erase(at, 1);
+          break;
+        case 1:
+          text.insert(at, 1, kBytes[next(kBytes.size())]);
+          break;
+        case 2:
+          text[at] = kBytes[next(kBytes.size())];
+          break;
+        default: {  // a line repeated, or indented by one more blank
+          const size_t bol =
+              text.rfind('\n', at) == std::string::npos ? 0 : text.rfind('\n', at) + 1;
+          const size_t eol = text.find('\n', at);
+          if (next(2) == 0) {
+            text.insert(bol, text.substr(bol, eol == std::string::npos ? eol : eol - bol + 1));
+          } else {
+            text.insert(bol, " ");
+          }
+        }
+      }
+    }
+    auto fast = parse_flows("f.yaml", text, *app);
+    auto full = parse_flows_full("f.yaml", text, *app);
+    ASSERT_EQ(fast.ok(), full.ok()) << text << (fast.ok() ? full.error() : fast.error());
+    if (fast.ok()) {
+      ASSERT_EQ(dump(*fast), dump(*full)) << text;
+      ++agreed_ok;
+    } else {
+      ASSERT_EQ(fast.error(), full.error()) << text;
+    }
+  }
+  EXPECT_GT(agreed_ok, 100u);  // the edits leave many files valid: those are compared too
 }
 
 }  // namespace
