@@ -115,7 +115,7 @@ def main():
           f"{args.confirm}x, final trial {args.final or 3 * args.trial:g} s, resolution {args.resolution:.0%}; "
           f"{args.runs} run(s), A/B interleaved; median (min-max)")
     print(f"lcores: {place}")
-    print(f"{'DUT':12}{'flows':>6}  {'NDR Mpps':<20}{'PDR Mpps':<20}{'p50 us':<18}{'p99 us':<18}(latency at 50% of NDR)")
+    print(f"{'DUT':12}{'flows':>6}  {'NDR Mpps':<22}{'PDR Mpps':<22}{'p50 us':<24}{'p99 us':<28}(latency at 50% of NDR)")
 
     def cell(m, key, scale, digits):
         lo, hi = m[key + "_range"]
@@ -126,8 +126,8 @@ def main():
             m = med[(d, f)]
             note = "  generator-limited: no loss even unpaced" if m["capped"] else ""
             note += "" if m["final_ok"] else "  (a result did not pass its final trial)"
-            print(f"{d:12}{f:>6}  {cell(m, 'ndr', 1e6, 3):<20}{cell(m, 'pdr', 1e6, 3):<20}{cell(m, 'p50', 1e3, 1):<18}"
-                  f"{cell(m, 'p99', 1e3, 1):<18}{note}")
+            print(f"{d:12}{f:>6}  {cell(m, 'ndr', 1e6, 3):<22}{cell(m, 'pdr', 1e6, 3):<22}{cell(m, 'p50', 1e3, 1):<24}"
+                  f"{cell(m, 'p99', 1e3, 1):<28}{note}")
     ratios = {f: (med[("sluice", f)]["ndr"] / med[("testpmd-io", f)]["ndr"] if med[("testpmd-io", f)]["ndr"] else 0)
               for f in flow_counts}
     print("NDR ratio sluice / testpmd-io: " +
