@@ -31,7 +31,13 @@ enum class Verdict : uint8_t {
 };
 inline constexpr size_t kVerdictCount = 13;
 
-// CONTRACT names: "ok", "runt", "l3_truncated", ... "udp_length".
+// CONTRACT names, the one table of them (lib/stats' drop names take theirs from it).
+inline constexpr std::array<std::string_view, kVerdictCount> kVerdictNames = {
+    "ok",           "runt",          "l3_truncated", "ipv4_version", "ipv4_ihl",
+    "ipv4_length",  "ipv4_checksum", "ipv6_version", "ipv6_length",  "ipv6_ext",
+    "l4_truncated", "tcp_offset",    "udp_length",
+};
+// kVerdictNames[v], "unknown" past its end.
 std::string_view verdict_name(Verdict v) noexcept;
 
 enum class Family : uint8_t { kNone = 0, kIpv4 = 4, kIpv6 = 6 };

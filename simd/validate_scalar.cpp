@@ -79,12 +79,6 @@ constexpr uint8_t kProtoShim6 = 140;
 
 constexpr uint32_t kIpv6FragHeaderLen = 8;
 
-constexpr std::array<std::string_view, kVerdictCount> kVerdictNames = {
-    "ok",           "runt",          "l3_truncated", "ipv4_version", "ipv4_ihl",
-    "ipv4_length",  "ipv4_checksum", "ipv6_version", "ipv6_length",  "ipv6_ext",
-    "l4_truncated", "tcp_offset",    "udp_length",
-};
-
 inline uint16_t load_be16(const uint8_t* p) noexcept {
   return static_cast<uint16_t>(p[0] << 8 | p[1]);
 }

@@ -52,7 +52,21 @@ static_assert(simd::kVerdictCount - 1 == static_cast<size_t>(Drop::kNonIp));
 constexpr Drop drop_of(simd::Verdict v) noexcept {
   return static_cast<Drop>(static_cast<uint8_t>(v) - 1);
 }
-std::string_view drop_name(Drop d) noexcept;
+// CONTRACT names of every drop reason, the one table everything prints from (JSON,
+// telemetry, Prometheus): the validation reasons' from simd::kVerdictNames, then the policy
+// reasons'.
+inline constexpr std::array<std::string_view, kDropCount> kDropNames = [] {
+  std::array<std::string_view, kDropCount> names{};
+  constexpr size_t kValidation = static_cast<size_t>(Drop::kNonIp);
+  for (size_t i = 0; i < kValidation; ++i) names[i] = simd::kVerdictNames[i + 1];
+  constexpr std::array<std::string_view, kDropCount - kValidation> kPolicy = {
+      "non_ip", "rule", "default", "tx_full", "ring_full", "capture_full"};
+  for (size_t i = 0; i < kPolicy.size(); ++i) names[kValidation + i] = kPolicy[i];
+  return names;
+}();
+constexpr std::string_view drop_name(Drop d) noexcept {
+  return kDropNames[static_cast<size_t>(d)];
+}
 
 struct PacketBytes {
   Counter packets;

@@ -11,12 +11,6 @@ namespace sluice::stats {
 
 namespace {
 
-constexpr std::array<std::string_view, kDropCount> kDropNames = {
-    "runt",         "l3_truncated", "ipv4_version", "ipv4_ihl",     "ipv4_length", "ipv4_checksum",
-    "ipv6_version", "ipv6_length",  "ipv6_ext",     "l4_truncated", "tcp_offset",  "udp_length",
-    "non_ip",       "rule",         "default",      "tx_full",      "ring_full",   "capture_full",
-};
-
 std::string quote(std::string_view s) {
   return sys::json_string(s);
 }
@@ -26,10 +20,6 @@ std::string pkt_bytes(const Totals& t) {
 }
 
 }  // namespace
-
-std::string_view drop_name(Drop d) noexcept {
-  return kDropNames[static_cast<size_t>(d)];
-}
 
 uint64_t percentile(const std::vector<const WorkerCounters*>& workers, double q) {
   uint64_t total = 0;

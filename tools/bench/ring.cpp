@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "lib/packet/frame_builder.h"
 #include "lib/pipeline/distributor.h"
 #include "lib/pipeline/worker.h"
 
@@ -33,23 +34,15 @@ using sluice::pipeline::worker_of;
 constexpr unsigned kBurst = 32;
 constexpr unsigned kFlows = 256;
 
-// A 60-byte IPv4/UDP frame of flow i (10.0.x.y:1024+i -> 192.168.0.1:5001); the hash reads
-// only addresses and ports, so checksums are left at zero.
+// A 60-byte IPv4/UDP frame of flow i (10.0.x.y:1024+i -> 192.168.0.1:5001).
 std::array<uint8_t, 60> frame(unsigned i) {
   std::array<uint8_t, 60> f{};
-  f[12] = 0x08;
-  uint8_t* ip = &f[14];
-  ip[0] = 0x45;
-  ip[3] = 46;
-  ip[8] = 64;
-  ip[9] = 17;
-  const uint8_t addrs[8] = {10, 0, static_cast<uint8_t>(i >> 8), static_cast<uint8_t>(i), 192, 168,
-                            0,  1};
-  std::memcpy(ip + 12, addrs, 8);
-  const uint16_t sport = static_cast<uint16_t>(1024 + i);
-  const uint8_t l4[6] = {
-      static_cast<uint8_t>(sport >> 8), static_cast<uint8_t>(sport), 0x13, 0x89, 0, 26};
-  std::memcpy(ip + 20, l4, 6);
+  sluice::packet::Frame spec;
+  spec.src_ip = {10, 0, static_cast<uint8_t>(i >> 8), static_cast<uint8_t>(i)};
+  spec.dst_ip = {192, 168, 0, 1};
+  spec.sport = static_cast<uint16_t>(1024 + i);
+  spec.dport = 5001;
+  sluice::packet::write_frame(f.data(), spec, 18);
   return f;
 }
 

@@ -35,6 +35,7 @@
 #include "lib/config/config.h"
 #include "lib/flow/flow_table.h"
 #include "lib/flow/rule_store.h"
+#include "lib/packet/frame_builder.h"
 #include "lib/pipeline/worker.h"
 #include "simd/validate.h"
 #include "tools/bench/bench_eal.h"
@@ -62,19 +63,7 @@ constexpr uint32_t kMinFrame = 64;    // frame_len floor: the smallest frame ben
 constexpr uint8_t kProtoTcp = 6;
 constexpr uint8_t kProtoUdp = 17;
 
-void put16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
-
-uint16_t ipv4_checksum(const uint8_t* h, size_t len) {
-  uint32_t sum = 0;
-  for (size_t i = 0; i < len; i += 2) sum += uint32_t{h[i]} << 8 | h[i + 1];
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<uint16_t>(~sum);
-}
-
-// One frame of the benchmark traffic; builds Ethernet [+ VLAN] + IPv4/IPv6 + TCP/UDP.
+// One frame of the benchmark traffic: Ethernet [+ VLAN] + IPv4/IPv6 + TCP/UDP.
 struct FrameSpec {
   bool vlan = false;
   bool ipv6 = false;
@@ -82,58 +71,31 @@ struct FrameSpec {
   uint32_t payload = 0;  // L4 payload bytes
 };
 
-// Writes the frame at p (kFrameStride bytes, zeroed) and returns its length.
+// Writes the frame at p (kFrameStride bytes, zeroed) and returns its length. Random fields
+// are drawn in this order: VLAN id, IPv4 id, addresses, ports.
 uint32_t build_frame(uint8_t* p, const FrameSpec& s, std::mt19937& rng) {
-  uint32_t off = 12;  // dst and src MAC left zero: the validator does not read them
-  if (s.vlan) {
-    put16(p + off, 0x8100);
-    put16(p + off + 2, static_cast<uint16_t>(rng() % 4095 + 1));
-    off += 4;
-  }
-  put16(p + off, s.ipv6 ? 0x86DD : 0x0800);
-  off += 2;
-  const uint32_t l4_len = (s.proto == kProtoTcp ? 20 : 8) + s.payload;
-  uint8_t* ip = p + off;
+  sluice::packet::Frame f;  // dst and src MAC left zero: the validator does not read them
+  if (s.vlan) f.vlan = static_cast<uint16_t>(rng() % 4095 + 1);
+  f.ipv6 = s.ipv6;
+  f.proto = s.proto;
   if (s.ipv6) {
-    ip[0] = 0x60;
-    put16(ip + 4, static_cast<uint16_t>(l4_len));
-    ip[6] = s.proto;
-    ip[7] = 64;
-    ip[8] = 0x20;  // 2001:db8::/32 addresses
-    ip[9] = 0x01;
-    ip[10] = 0x0d;
-    ip[11] = 0xb8;
-    std::memcpy(ip + 24, ip + 8, 4);
-    for (int i = 12; i < 24; ++i) ip[i] = static_cast<uint8_t>(rng());
-    for (int i = 28; i < 40; ++i) ip[i] = static_cast<uint8_t>(rng());
-    off += 40;
+    constexpr std::array<uint8_t, 4> kDoc = {0x20, 0x01, 0x0d, 0xb8};  // 2001:db8::/32
+    std::copy(kDoc.begin(), kDoc.end(), f.src_ip.begin());
+    std::copy(kDoc.begin(), kDoc.end(), f.dst_ip.begin());
+    for (int i = 4; i < 16; ++i) f.src_ip[i] = static_cast<uint8_t>(rng());
+    for (int i = 4; i < 16; ++i) f.dst_ip[i] = static_cast<uint8_t>(rng());
   } else {
-    ip[0] = 0x45;
-    put16(ip + 2, static_cast<uint16_t>(20 + l4_len));
-    put16(ip + 4, static_cast<uint16_t>(rng()));
-    put16(ip + 6, 0x4000);  // DF
-    ip[8] = 64;
-    ip[9] = s.proto;
-    ip[12] = 10;
-    ip[16] = 192;
-    ip[17] = 168;
-    for (int i = 13; i < 16; ++i) ip[i] = static_cast<uint8_t>(rng());
-    for (int i = 18; i < 20; ++i) ip[i] = static_cast<uint8_t>(rng());
-    put16(ip + 10, ipv4_checksum(ip, 20));
-    off += 20;
+    f.ip_id = static_cast<uint16_t>(rng());
+    f.ip_frag = 0x4000;  // DF
+    f.src_ip[0] = 10;
+    f.dst_ip[0] = 192;
+    f.dst_ip[1] = 168;
+    for (int i = 1; i < 4; ++i) f.src_ip[i] = static_cast<uint8_t>(rng());
+    for (int i = 2; i < 4; ++i) f.dst_ip[i] = static_cast<uint8_t>(rng());
   }
-  uint8_t* l4 = p + off;
-  put16(l4, static_cast<uint16_t>(rng() % 64512 + 1024));
-  put16(l4 + 2, static_cast<uint16_t>(rng() % 64512 + 1024));
-  if (s.proto == kProtoTcp) {
-    l4[12] = 5 << 4;  // data offset
-    l4[13] = 0x10;    // ACK
-    put16(l4 + 14, 0xffff);
-  } else {
-    put16(l4 + 4, static_cast<uint16_t>(l4_len));
-  }
-  off += l4_len;
-  return std::max(off, kMinFrame);
+  f.sport = static_cast<uint16_t>(rng() % 64512 + 1024);
+  f.dport = static_cast<uint16_t>(rng() % 64512 + 1024);
+  return std::max(sluice::packet::write_frame(p, f, s.payload).len, kMinFrame);
 }
 
 enum class Traffic { kUdp64, kMix };
@@ -505,7 +467,7 @@ void BM_Worker(benchmark::State& state) {
     if (flows > cycle) {
       for (unsigned i = 0; i < kBurst; ++i) {  // UDP source port: a new flow, same checksums
         const auto sport = static_cast<uint16_t>(next_flow++ % flows);
-        put16(rte_pktmbuf_mtod_offset(frames[b + i], uint8_t*, 14 + 20), sport);
+        sluice::packet::put16(rte_pktmbuf_mtod_offset(frames[b + i], uint8_t*, 14 + 20), sport);
       }
     }
     sluice::pipeline::process_burst(w, 0, frames + b, kBurst, rte_rdtsc());

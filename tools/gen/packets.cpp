@@ -9,135 +9,66 @@
 #include <fstream>
 #include <iterator>
 
+#include "lib/packet/frame_builder.h"
+
 namespace sluice::gen {
 
 namespace {
 
-constexpr uint32_t kEth = 14;
-constexpr uint32_t kIpv4Len = 20;
-constexpr uint32_t kIpv6Len = 40;
-constexpr uint32_t kUdpLen = 8;
-constexpr uint32_t kTcpLen = 20;
+using packet::get16;
+using packet::kEthLen;
+using packet::kIpv4Len;
+using packet::kIpv6Len;
+using packet::kProtoTcp;
+using packet::kProtoUdp;
+using packet::kUdpLen;
+using packet::put16;
 constexpr uint32_t kFcs = 4;
-constexpr uint16_t kEtherIpv4 = 0x0800;
-constexpr uint16_t kEtherIpv6 = 0x86DD;
-constexpr uint8_t kProtoUdp = 17;
-constexpr uint8_t kProtoTcp = 6;
-constexpr uint8_t kHopByHop = 0;
 
 using Bytes = std::vector<uint8_t>;
 
-void put16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
-void put32(uint8_t* p, uint32_t v) {
-  put16(p, static_cast<uint16_t>(v >> 16));
-  put16(p + 2, static_cast<uint16_t>(v));
-}
-uint16_t get16(const uint8_t* p) {
-  return static_cast<uint16_t>(p[0] << 8 | p[1]);
-}
-
-// Sum of big-endian 16-bit words (RFC 1071), a trailing odd byte padded with zero.
-uint32_t sum16(const uint8_t* p, size_t n, uint32_t s = 0) noexcept {
-  for (size_t i = 0; i + 1 < n; i += 2) s += static_cast<uint32_t>(p[i] << 8 | p[i + 1]);
-  if (n & 1) s += static_cast<uint32_t>(p[n - 1] << 8);
-  return s;
-}
-uint16_t fold(uint32_t s) noexcept {
-  while (s >> 16) s = (s & 0xFFFF) + (s >> 16);
-  return static_cast<uint16_t>(s);
-}
-
-void fix_ipv4_checksum(Bytes& f, uint32_t l3) {
-  put16(&f[l3 + 10], 0);
-  const uint32_t ihl = (f[l3] & 0x0F) * 4u;
-  put16(&f[l3 + 10], static_cast<uint16_t>(~fold(sum16(&f[l3], std::min<size_t>(ihl, 60)))));
-}
-
-// Fills t.cksum_* for the TCP/UDP segment at l4 (IPv4 or IPv6 header at l3) and writes the
-// checksum of the frame as it is now. stamped: the trailer is zero now and written per packet.
-void set_l4_checksum(Template& t, bool ipv6, uint32_t l3, uint32_t l4, uint32_t l4_end,
-                     uint8_t proto) {
-  Bytes& f = t.frame;
-  const uint32_t field = l4 + (proto == kProtoUdp ? 6u : 16u);
-  put16(&f[field], 0);
-  const uint32_t len = l4_end - l4;
-  uint32_t s = 0;
-  if (ipv6) {
-    s = sum16(&f[l3 + 8], 32);
-    s += len >> 16;
-    s += len & 0xFFFF;
-  } else {
-    s = sum16(&f[l3 + 12], 8);
-    s += len;
-  }
-  s += proto;
-  s = sum16(&f[l4], len, s);
-  t.cksum_base = fold(s);
-  t.cksum_off = static_cast<uint16_t>(field);
+// Fills t.cksum_* from where the frame's L4 checksum field is and the raw sum of its
+// segment (packet::set_l4_cksum_*): stamp() finishes it over the trailer.
+void keep_l4_checksum(Template& t, uint32_t l4, uint8_t proto, uint16_t raw) {
+  t.cksum_base = raw;
+  t.cksum_off = static_cast<uint16_t>(l4 + (proto == kProtoUdp ? 6u : 16u));
   t.l4_off = static_cast<uint16_t>(l4);
   t.udp = proto == kProtoUdp;
-  uint16_t c = static_cast<uint16_t>(~t.cksum_base);
-  if (c == 0 && t.udp) c = 0xFFFF;
-  put16(&f[field], c);
 }
 
 void add_to_address(std::array<uint8_t, 16>& a, bool ipv6, uint32_t n) {
   uint8_t* p = a.data() + (ipv6 ? 12 : 0);
   uint32_t v = static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 |
                static_cast<uint32_t>(p[2]) << 8 | p[3];
-  put32(p, v + n);
+  packet::put32(p, v + n);
 }
 
-uint32_t header_len(const FlowSpec& s) {
-  return kEth + (s.ipv6 ? kIpv6Len : kIpv4Len) + (s.proto == Proto::kUdp ? kUdpLen : kTcpLen);
+packet::Frame frame_of(const FlowSpec& s, unsigned flow) {
+  packet::Frame f;
+  f.dst = s.mac_dst;
+  f.src = s.mac_src;
+  f.ipv6 = s.ipv6;
+  f.proto = static_cast<uint8_t>(s.proto);
+  f.src_ip = s.src;
+  add_to_address(f.src_ip, s.ipv6, flow);
+  f.dst_ip = s.dst;
+  f.sport = static_cast<uint16_t>(s.sport + flow);
+  f.dport = static_cast<uint16_t>(s.dport + flow % std::max(1u, s.dport_count));
+  f.ip_id = static_cast<uint16_t>(flow);
+  f.tcp_seq = 1;
+  f.tcp_flags = packet::kTcpPshAck;
+  f.l4_cksum = true;
+  return f;
 }
 
 // A well-formed frame of flow `flow`, frame_len bytes (no FCS, at least the headers).
 Template build(const FlowSpec& s, unsigned flow, uint32_t frame_len) {
   Template t;
-  Bytes& f = t.frame;
-  f.assign(frame_len, 0);
-  std::copy(s.mac_dst.begin(), s.mac_dst.end(), f.begin());
-  std::copy(s.mac_src.begin(), s.mac_src.end(), f.begin() + 6);
-  put16(&f[12], s.ipv6 ? kEtherIpv6 : kEtherIpv4);
-  auto src = s.src;
-  add_to_address(src, s.ipv6, flow);
-  const uint8_t proto = static_cast<uint8_t>(s.proto);
-  const uint32_t l3 = kEth;
-  uint32_t l4;
-  if (s.ipv6) {
-    l4 = l3 + kIpv6Len;
-    put32(&f[l3], 6u << 28);
-    put16(&f[l3 + 4], static_cast<uint16_t>(frame_len - l4));
-    f[l3 + 6] = proto;
-    f[l3 + 7] = 64;
-    std::copy(src.begin(), src.end(), f.begin() + l3 + 8);
-    std::copy(s.dst.begin(), s.dst.end(), f.begin() + l3 + 24);
-  } else {
-    l4 = l3 + kIpv4Len;
-    f[l3] = 0x45;
-    put16(&f[l3 + 2], static_cast<uint16_t>(frame_len - l3));
-    put16(&f[l3 + 4], static_cast<uint16_t>(flow));
-    f[l3 + 8] = 64;
-    f[l3 + 9] = proto;
-    std::copy(src.begin(), src.begin() + 4, f.begin() + l3 + 12);
-    std::copy(s.dst.begin(), s.dst.begin() + 4, f.begin() + l3 + 16);
-    fix_ipv4_checksum(f, l3);
-  }
-  put16(&f[l4], static_cast<uint16_t>(s.sport + flow));
-  put16(&f[l4 + 2], static_cast<uint16_t>(s.dport + flow % std::max(1u, s.dport_count)));
-  if (s.proto == Proto::kUdp) {
-    put16(&f[l4 + 4], static_cast<uint16_t>(frame_len - l4));
-  } else {
-    put32(&f[l4 + 4], 1);  // sequence number
-    f[l4 + 12] = 5 << 4;   // data offset
-    f[l4 + 13] = 0x18;     // PSH, ACK
-    put16(&f[l4 + 14], 0xFFFF);
-  }
-  set_l4_checksum(t, s.ipv6, l3, l4, frame_len, proto);
+  t.frame.assign(frame_len, 0);
+  const packet::Frame f = frame_of(s, flow);
+  const packet::Layout at =
+      packet::write_frame(t.frame.data(), f, frame_len - packet::frame_header_len(f));
+  keep_l4_checksum(t, at.l4, f.proto, at.l4_raw);
   return t;
 }
 
@@ -158,7 +89,7 @@ FlowSpec with_family(const FlowSpec& s, bool ipv6, Proto proto) {
 
 Template malformed(const FlowSpec& spec, simd::Verdict reason) {
   using V = simd::Verdict;
-  const uint32_t l3 = kEth;
+  const uint32_t l3 = kEthLen;
   const FlowSpec v4udp = with_family(spec, false, Proto::kUdp);
   const FlowSpec v6udp = with_family(spec, true, Proto::kUdp);
   Template t;
@@ -169,12 +100,12 @@ Template malformed(const FlowSpec& spec, simd::Verdict reason) {
       break;
     case V::kL3Truncated:  // IPv4 ethertype, half an IPv4 header
       t = build(v4udp, 0, 60);
-      t.frame.resize(kEth + 10);
+      t.frame.resize(kEthLen + 10);
       break;
     case V::kIpv4Version:
       t = build(v4udp, 0, 60);
       t.frame[l3] = 0x65;
-      fix_ipv4_checksum(t.frame, l3);
+      packet::set_ipv4_cksum(&t.frame[l3]);
       break;
     case V::kIpv4Ihl:
       t = build(v4udp, 0, 60);
@@ -182,8 +113,8 @@ Template malformed(const FlowSpec& spec, simd::Verdict reason) {
       break;
     case V::kIpv4Length:  // total length beyond the frame
       t = build(v4udp, 0, 60);
-      put16(&t.frame[l3 + 2], static_cast<uint16_t>(60 - kEth + 100));
-      fix_ipv4_checksum(t.frame, l3);
+      put16(&t.frame[l3 + 2], static_cast<uint16_t>(60 - kEthLen + 100));
+      packet::set_ipv4_cksum(&t.frame[l3]);
       break;
     case V::kIpv4Checksum:
       t = build(v4udp, 0, 60);
@@ -195,18 +126,18 @@ Template malformed(const FlowSpec& spec, simd::Verdict reason) {
       break;
     case V::kIpv6Length:  // payload length beyond the frame
       t = build(v6udp, 0, 80);
-      put16(&t.frame[l3 + 4], static_cast<uint16_t>(80 - kEth - kIpv6Len + 100));
+      put16(&t.frame[l3 + 4], static_cast<uint16_t>(80 - kEthLen - kIpv6Len + 100));
       break;
     case V::kIpv6Ext:  // a hop-by-hop header claiming 1,608 bytes
       t = build(v6udp, 0, 80);
-      t.frame[l3 + 6] = kHopByHop;
+      t.frame[l3 + 6] = packet::kProtoHopByHop;
       t.frame[l3 + kIpv6Len] = kProtoUdp;
       t.frame[l3 + kIpv6Len + 1] = 200;
       break;
     case V::kL4Truncated:  // IP payload of 4 bytes for a UDP header; the rest is padding
       t = build(v4udp, 0, 60);
       put16(&t.frame[l3 + 2], kIpv4Len + 4);
-      fix_ipv4_checksum(t.frame, l3);
+      packet::set_ipv4_cksum(&t.frame[l3]);
       break;
     case V::kTcpOffset:  // data offset 4 (16 bytes) < 5
       t = build(with_family(spec, false, Proto::kTcp), 0, 60);
@@ -232,12 +163,9 @@ void stamp(const Template& t, uint8_t* frame, uint64_t seq, uint64_t tsc) noexce
   uint8_t* tr = frame + len - kTrailerLen;
   write_trailer(tr, t.stream, seq, tsc);
   if (t.cksum_off == 0) return;
-  uint16_t part = fold(sum16(tr, kTrailerLen));
-  // Words at an odd offset from the segment start add in byte-swapped (RFC 1071, 2.(B)).
-  if ((len - kTrailerLen - t.l4_off) & 1) part = static_cast<uint16_t>(part << 8 | part >> 8);
-  uint16_t c = static_cast<uint16_t>(~fold(t.cksum_base + part));
-  if (c == 0 && t.udp) c = 0xFFFF;
-  put16(frame + t.cksum_off, c);
+  const uint16_t c = packet::cksum_extend(static_cast<uint16_t>(t.cksum_base), tr, kTrailerLen,
+                                          len - kTrailerLen - t.l4_off, t.udp);
+  std::memcpy(frame + t.cksum_off, &c, 2);
 }
 
 std::vector<uint16_t> imix_sizes() {
@@ -246,7 +174,8 @@ std::vector<uint16_t> imix_sizes() {
 }
 
 uint16_t min_wire_size(const FlowSpec& spec) {
-  return static_cast<uint16_t>(std::max<uint32_t>(64, header_len(spec) + kTrailerLen + kFcs));
+  return static_cast<uint16_t>(
+      std::max<uint32_t>(64, packet::frame_header_len(frame_of(spec, 0)) + kTrailerLen + kFcs));
 }
 
 Result<TrafficPlan> flow_plan(const FlowSpec& spec) {
@@ -359,7 +288,14 @@ Result<TrafficPlan> pcap_plan(const std::string& path, uint32_t max_frame) {
         const bool had_cksum =
             get16(&t.frame[l4o + (key.proto == kProtoUdp ? 6 : 16)]) != 0 || key.proto == kProtoTcp;
         std::fill(t.frame.end() - kTrailerLen, t.frame.end(), 0);
-        if (had_cksum) set_l4_checksum(t, v6, l3, l4o, incl, key.proto);
+        if (had_cksum) {
+          uint8_t* ip = &t.frame[l3];
+          uint8_t* seg = &t.frame[l4o];
+          keep_l4_checksum(
+              t, l4o, key.proto,
+              v6 ? packet::set_l4_cksum_v6(ip, seg, static_cast<uint16_t>(incl - l4o), key.proto)
+                 : packet::set_l4_cksum_v4(ip, seg));
+        }
         t.stream = 0;
         ++stamped;
       }

@@ -2,8 +2,9 @@
 // The frames sluice-gen sends: valid IPv4/IPv6 UDP/TCP templates (one per flow and size), one
 // malformed template per CONTRACT validation reason, frames read from a pcap file, and the
 // trailer (stream id, sequence number, TSC) stamped into the last bytes of every frame that
-// has room for it. Pure: no DPDK, so tests/unit/gen checks every template against the
-// scalar validator, and sluice-gen does the same at start.
+// has room for it. Built with the one frame builder (lib/packet, DPDK's headers only, no
+// EAL), so tests/unit/gen checks every template against the scalar validator, and sluice-gen
+// does the same at start.
 
 #include <array>
 #include <cstdint>
@@ -62,7 +63,7 @@ struct Template {
   uint16_t stream = kNoStream;                // stamped when != kNoStream
   simd::Verdict expect = simd::Verdict::kOk;  // what sluice's validator says of it
   // L4 checksum kept valid after stamping: the field's offset (0: none), where the L4 header
-  // starts, and the folded ones-complement sum of its coverage with the trailer zeroed.
+  // starts, and the raw sum of its coverage with the trailer zeroed (packet::cksum_extend).
   uint16_t cksum_off = 0;
   uint16_t l4_off = 0;
   uint32_t cksum_base = 0;

@@ -6,15 +6,18 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <random>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "lib/packet/frame_builder.h"
 #include "lib/pipeline/worker.h"
 
 namespace sluice::pipeline {
@@ -36,42 +39,28 @@ Tuple reversed(Tuple t) {
 }
 
 std::vector<uint8_t> frame(const Tuple& t) {
-  std::vector<uint8_t> f(12, 0x02);
-  for (int v = 0; v < t.vlans; ++v) {
-    const uint8_t tag[4] = {static_cast<uint8_t>(v == 0 && t.vlans == 2 ? 0x88 : 0x81),
-                            static_cast<uint8_t>(v == 0 && t.vlans == 2 ? 0xa8 : 0x00), 0, 7};
-    f.insert(f.end(), tag, tag + 4);
-  }
-  f.push_back(t.v6 ? 0x86 : 0x08);
-  f.push_back(t.v6 ? 0xdd : 0x00);
+  std::vector<uint8_t> f(128, 0);
+  uint8_t* p = f.data();
+  std::array<packet::VlanTag, 2> tags{};
+  if (t.vlans == 2) tags[0].tpid = packet::kEtherQinq;
+  uint32_t off = packet::write_eth(p, {}, {}, t.v6 ? packet::kEtherIpv6 : packet::kEtherIpv4,
+                                   std::span(tags.data(), static_cast<size_t>(t.vlans)));
   if (t.v6) {
-    std::vector<uint8_t> ip(40, 0);
-    ip[0] = 0x60;
-    ip[5] = 8;
-    ip[6] = t.proto;
-    std::memcpy(&ip[8], t.src.data(), 16);
-    std::memcpy(&ip[24], t.dst.data(), 16);
-    f.insert(f.end(), ip.begin(), ip.end());
+    packet::Ipv6 ip;
+    ip.next = t.proto;
+    ip.src = t.src;
+    ip.dst = t.dst;
+    off += packet::write_ipv6(p + off, ip, 8);
   } else {
-    std::vector<uint8_t> ip(20, 0);
-    ip[0] = 0x45;
-    ip[3] = 28;
-    ip[6] = static_cast<uint8_t>(t.frag >> 8);
-    ip[7] = static_cast<uint8_t>(t.frag);
-    ip[9] = t.proto;
-    std::memcpy(&ip[12], t.src.data(), 4);
-    std::memcpy(&ip[16], t.dst.data(), 4);
-    f.insert(f.end(), ip.begin(), ip.end());
+    packet::Ipv4 ip;
+    ip.proto = t.proto;
+    std::copy_n(t.src.begin(), 4, ip.src.begin());
+    std::copy_n(t.dst.begin(), 4, ip.dst.begin());
+    ip.frag = t.frag;
+    off += packet::write_ipv4(p + off, ip, 8);
   }
-  const uint8_t l4[8] = {static_cast<uint8_t>(t.sport >> 8),
-                         static_cast<uint8_t>(t.sport),
-                         static_cast<uint8_t>(t.dport >> 8),
-                         static_cast<uint8_t>(t.dport),
-                         0,
-                         8,
-                         0,
-                         0};
-  f.insert(f.end(), l4, l4 + 8);
+  off += packet::write_udp(p + off, t.sport, t.dport, 8);  // TCP's ports sit where UDP's do
+  f.resize(off);
   return f;
 }
 

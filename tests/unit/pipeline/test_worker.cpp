@@ -15,6 +15,7 @@
 
 #include "lib/capture/handoff.h"
 #include "lib/flow/rule_store.h"
+#include "lib/packet/frame_builder.h"
 #include "lib/pipeline/worker.h"
 
 namespace sluice::pipeline {
@@ -25,31 +26,14 @@ constexpr unsigned kPoolSize = 1023;
 // Ethernet + IPv4 + UDP, 64 bytes, valid checksum; dst port given.
 std::vector<uint8_t> udp_frame(uint16_t dport, size_t len = 64) {
   std::vector<uint8_t> f(len, 0);
-  const uint8_t eth[14] = {2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00};
-  std::memcpy(f.data(), eth, 14);
-  uint8_t* ip = f.data() + 14;
-  const uint16_t total = static_cast<uint16_t>(len - 14);
-  ip[0] = 0x45;
-  ip[2] = total >> 8;
-  ip[3] = total & 0xff;
-  ip[8] = 64;
-  ip[9] = 17;
-  const uint8_t addrs[8] = {10, 0, 0, 1, 192, 168, 1, 1};
-  std::memcpy(ip + 12, addrs, 8);
-  uint32_t sum = 0;
-  for (int i = 0; i < 20; i += 2) sum += (ip[i] << 8) | ip[i + 1];
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  const uint16_t ck = static_cast<uint16_t>(~sum);
-  ip[10] = ck >> 8;
-  ip[11] = ck & 0xff;
-  uint8_t* udp = ip + 20;
-  udp[0] = 0x30;
-  udp[1] = 0x39;
-  udp[2] = dport >> 8;
-  udp[3] = dport & 0xff;
-  const uint16_t ulen = static_cast<uint16_t>(total - 20);
-  udp[4] = ulen >> 8;
-  udp[5] = ulen & 0xff;
+  packet::Frame spec;
+  spec.dst = {2, 0, 0, 0, 0, 2};
+  spec.src = {2, 0, 0, 0, 0, 1};
+  spec.src_ip = {10, 0, 0, 1};
+  spec.dst_ip = {192, 168, 1, 1};
+  spec.sport = 12345;
+  spec.dport = dport;
+  packet::write_frame(f.data(), spec, static_cast<uint32_t>(len - packet::frame_header_len(spec)));
   return f;
 }
 

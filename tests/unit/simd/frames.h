@@ -1,5 +1,5 @@
 #pragma once
-// Frame builders and guarded memory for the simd tests (the scalar reference's tests and the
+// Frames and guarded memory for the simd tests (the scalar reference's tests and the
 // differential tests of every kernel against it).
 
 #include <sys/mman.h>
@@ -14,29 +14,31 @@
 #include <optional>
 #include <vector>
 
+#include "lib/packet/frame_builder.h"
+
 namespace sluice::simd::frames {
 
 using Bytes = std::vector<uint8_t>;
 
 constexpr uint8_t kSentinel = 0xA5;
-constexpr uint32_t kEth = 14;
+constexpr uint32_t kEth = packet::kEthLen;
 
-constexpr uint8_t kIcmp = 1;
-constexpr uint8_t kTcp = 6;
-constexpr uint8_t kUdp = 17;
-constexpr uint8_t kGre = 47;
-constexpr uint8_t kIcmpv6 = 58;
-constexpr uint8_t kNoNext = 59;
-constexpr uint8_t kSctp = 132;
+constexpr uint8_t kIcmp = packet::kProtoIcmp;
+constexpr uint8_t kTcp = packet::kProtoTcp;
+constexpr uint8_t kUdp = packet::kProtoUdp;
+constexpr uint8_t kGre = packet::kProtoGre;
+constexpr uint8_t kIcmpv6 = packet::kProtoIcmpv6;
+constexpr uint8_t kNoNext = packet::kProtoNoNext;
+constexpr uint8_t kSctp = packet::kProtoSctp;
 
-constexpr uint8_t kHopByHop = 0;
-constexpr uint8_t kRouting = 43;
-constexpr uint8_t kFragment = 44;
-constexpr uint8_t kAh = 51;
-constexpr uint8_t kDestOpts = 60;
-constexpr uint8_t kMobility = 135;
-constexpr uint8_t kHip = 139;
-constexpr uint8_t kShim6 = 140;
+constexpr uint8_t kHopByHop = packet::kProtoHopByHop;
+constexpr uint8_t kRouting = packet::kProtoRouting;
+constexpr uint8_t kFragment = packet::kProtoFragment;
+constexpr uint8_t kAh = packet::kProtoAh;
+constexpr uint8_t kDestOpts = packet::kProtoDestOpts;
+constexpr uint8_t kMobility = packet::kProtoMobility;
+constexpr uint8_t kHip = packet::kProtoHip;
+constexpr uint8_t kShim6 = packet::kProtoShim6;
 
 // ---- guarded memory --------------------------------------------------------------------
 
@@ -76,16 +78,13 @@ class GuardedBuffer {
   size_t usable_ = 0;
 };
 
-// ---- frame builders --------------------------------------------------------------------
-
-inline void append16(Bytes& b, uint16_t v) {
-  b.push_back(static_cast<uint8_t>(v >> 8));
-  b.push_back(static_cast<uint8_t>(v));
-}
+// ---- frames ----------------------------------------------------------------------------
+// The simd tests' vocabulary over the one frame builder (lib/packet): headers as byte
+// vectors to concatenate, with these tests' addresses and defaults. No header layout and no
+// checksum is computed here.
 
 inline void put16(Bytes& b, size_t at, uint16_t v) {
-  b[at] = static_cast<uint8_t>(v >> 8);
-  b[at + 1] = static_cast<uint8_t>(v);
+  packet::put16(b.data() + at, v);
 }
 
 inline Bytes cat(std::initializer_list<Bytes> parts) {
@@ -98,23 +97,15 @@ inline Bytes filler(size_t n, uint8_t v = 0xEE) {
   return Bytes(n, v);
 }
 
-// Ethernet header with optional VLAN tags (outermost first).
+// Ethernet header with optional VLAN tags (outermost first), VLAN ids 100, 101, ...
 inline Bytes eth(uint16_t ethertype, std::initializer_list<uint16_t> tpids = {}) {
-  Bytes b = {0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02};
+  std::vector<packet::VlanTag> tags;
   uint16_t vid = 100;
-  for (uint16_t tpid : tpids) {
-    append16(b, tpid);
-    append16(b, vid++);
-  }
-  append16(b, ethertype);
+  for (uint16_t tpid : tpids) tags.push_back({tpid, vid++});
+  Bytes b(packet::kEthLen + tags.size() * packet::kVlanLen);
+  packet::write_eth(b.data(), {0x02, 0x00, 0x00, 0x00, 0x00, 0x01},
+                    {0x02, 0x00, 0x00, 0x00, 0x00, 0x02}, ethertype, tags);
   return b;
-}
-
-inline uint16_t ones_sum(const uint8_t* p, size_t n) {
-  uint32_t sum = 0;
-  for (size_t i = 0; i + 1 < n; i += 2) sum += static_cast<uint32_t>(p[i] << 8 | p[i + 1]);
-  while (sum >> 16) sum = (sum & 0xFFFF) + (sum >> 16);
-  return static_cast<uint16_t>(sum);
 }
 
 struct V4 {
@@ -130,22 +121,21 @@ struct V4 {
 };
 
 inline Bytes ipv4(const V4& h, const Bytes& payload) {
-  const size_t header_len = 20 + h.options.size();
-  Bytes b(header_len + payload.size(), 0);
-  const uint8_t ihl = h.ihl.value_or(static_cast<uint8_t>(header_len / 4));
-  b[0] = static_cast<uint8_t>(h.version << 4 | (ihl & 0x0F));
-  put16(b, 2, h.total_len.value_or(static_cast<uint16_t>(header_len + payload.size())));
-  put16(b, 4, 0x1234);
-  put16(b, 6, h.frag);
-  b[8] = 64;
-  b[9] = h.proto;
-  std::copy(h.src.begin(), h.src.end(), b.begin() + 12);
-  std::copy(h.dst.begin(), h.dst.end(), b.begin() + 16);
-  std::copy(h.options.begin(), h.options.end(), b.begin() + 20);
-  uint16_t cksum = static_cast<uint16_t>(~ones_sum(b.data(), header_len));
-  if (!h.good_checksum) cksum = static_cast<uint16_t>(cksum + 1);
-  put16(b, 10, cksum);
-  std::copy(payload.begin(), payload.end(), b.begin() + static_cast<ptrdiff_t>(header_len));
+  packet::Ipv4 p;
+  p.proto = h.proto;
+  p.src = h.src;
+  p.dst = h.dst;
+  p.options = h.options;
+  p.ihl = h.ihl;
+  p.version = h.version;
+  p.frag = h.frag;
+  p.total_len = h.total_len;
+  p.id = 0x1234;
+  p.bad_checksum = !h.good_checksum;
+  Bytes b(packet::kIpv4Len + h.options.size() + payload.size());
+  const uint32_t header_len =
+      packet::write_ipv4(b.data(), p, static_cast<uint32_t>(payload.size()));
+  std::copy(payload.begin(), payload.end(), b.begin() + header_len);
   return b;
 }
 
@@ -164,77 +154,56 @@ struct V6 {
 
 // payload includes any extension headers.
 inline Bytes ipv6(const V6& h, const Bytes& payload) {
-  Bytes b(40 + payload.size(), 0);
-  b[0] = static_cast<uint8_t>(h.version << 4);
-  b[1] = 0x00;
-  put16(b, 4, h.payload_len.value_or(static_cast<uint16_t>(payload.size())));
-  b[6] = h.next;
-  b[7] = 64;
-  std::copy(h.src.begin(), h.src.end(), b.begin() + 8);
-  std::copy(h.dst.begin(), h.dst.end(), b.begin() + 24);
-  std::copy(payload.begin(), payload.end(), b.begin() + 40);
+  Bytes b(packet::kIpv6Len + payload.size());
+  packet::write_ipv6(b.data(), {h.next, h.src, h.dst, h.version, h.payload_len},
+                     static_cast<uint32_t>(payload.size()));
+  std::copy(payload.begin(), payload.end(), b.begin() + packet::kIpv6Len);
   return b;
 }
 
 // Extension header of the (len+1)*8 kind (hop-by-hop, routing, destination, mobility, HIP,
 // shim6).
 inline Bytes ext(uint8_t next, uint8_t len_units = 0) {
-  Bytes b((len_units + 1u) * 8, 0);
-  b[0] = next;
-  b[1] = len_units;
-  b[2] = 1;  // PadN, so options-type headers are well formed
-  b[3] = static_cast<uint8_t>(b.size() - 4);
+  Bytes b((len_units + 1u) * 8);
+  packet::write_ipv6_ext(b.data(), next, len_units);
   return b;
 }
 
 inline Bytes ah(uint8_t next, uint8_t len_field = 4) {
   Bytes b((len_field + 2u) * 4, 0x5A);
-  b[0] = next;
-  b[1] = len_field;
-  b[2] = b[3] = 0;
+  packet::write_ipv6_ah(b.data(), next, len_field);
   return b;
 }
 
 inline Bytes frag6(uint8_t next, uint16_t offset_units, bool more) {
-  Bytes b(8, 0);
-  b[0] = next;
-  put16(b, 2, static_cast<uint16_t>(offset_units << 3 | (more ? 1 : 0)));
-  b[4] = 0xde;
-  b[5] = 0xad;
-  b[6] = 0xbe;
-  b[7] = 0xef;
+  Bytes b(packet::kIpv6FragLen);
+  packet::write_ipv6_frag(b.data(), next, offset_units, more, 0xdeadbeef);
   return b;
 }
 
 inline Bytes tcp(uint16_t sport, uint16_t dport, uint8_t data_offset = 5, size_t extra = 0) {
-  Bytes b(20 + extra, 0);
-  put16(b, 0, sport);
-  put16(b, 2, dport);
-  b[12] = static_cast<uint8_t>(data_offset << 4);
-  b[13] = 0x02;  // SYN
+  Bytes b(packet::kTcpLen + extra, 0);
+  packet::write_tcp(b.data(), {.sport = sport, .dport = dport, .data_offset = data_offset});
   return b;
 }
 
 inline Bytes udp(uint16_t sport, uint16_t dport, size_t data = 0,
                  std::optional<uint16_t> len = std::nullopt) {
-  Bytes b(8 + data, 0x33);
-  put16(b, 0, sport);
-  put16(b, 2, dport);
-  put16(b, 4, len.value_or(static_cast<uint16_t>(8 + data)));
-  put16(b, 6, 0);
+  Bytes b(packet::kUdpLen + data, 0x33);
+  packet::write_udp(b.data(), sport, dport,
+                    len.value_or(static_cast<uint16_t>(packet::kUdpLen + data)));
   return b;
 }
 
 inline Bytes sctp(uint16_t sport, uint16_t dport) {
-  Bytes b(12, 0);
-  put16(b, 0, sport);
-  put16(b, 2, dport);
+  Bytes b(packet::kSctpLen);
+  packet::write_sctp(b.data(), sport, dport);
   return b;
 }
 
 inline Bytes icmp(uint8_t type = 8) {
-  Bytes b(8, 0);
-  b[0] = type;
+  Bytes b(packet::kIcmpLen);
+  packet::write_icmp(b.data(), type);
   return b;
 }
 

@@ -219,8 +219,7 @@ Bytes random_v4(std::mt19937& rng) {
   b[1] = static_cast<uint8_t>(rng());  // TOS
   b[8] = static_cast<uint8_t>(rng());  // TTL
   // Re-checksum after the TOS and TTL changes.
-  put16(b, 10, 0);
-  put16(b, 10, static_cast<uint16_t>(~ones_sum(b.data(), (b[0] & 0x0Fu) * 4)));
+  packet::set_ipv4_cksum(b.data());
   return b;
 }
 
