@@ -394,6 +394,10 @@ Result<void> Appliance::launch() {
 
 bool Appliance::observe(Clock::time_point now) {
   bool changed = false;
+  // A reading of every port's counters moves sluice's totals on: TX is the driver's count
+  // alone, and net_memif hides it once its peer leaves, so what was sent is kept only if it
+  // was read while the peer was there. Read at every liveness sample, asked for or not.
+  for (size_t i = 0; i < ports->size(); ++i) (void)ports->stats(i);
   std::vector<uint64_t> beats;
   beats.reserve(workers.size());
   for (const auto& w : workers) beats.push_back(w->counters.loops.get());

@@ -114,7 +114,8 @@ class Ports {
   // queue), so what arrived after the last reading before a memif peer left still counts. TX
   // is the driver's count alone (a callback runs before the driver takes the packets, so it
   // cannot count what was sent): what went to a memif peer since the last reading is lost if
-  // the peer leaves for good before the next one. After close() the last totals.
+  // the peer leaves for good before the next one (the control loop reads every 250 ms). After
+  // close() the last totals.
   stats::PortSnapshot stats(size_t port) const;
 
  private:
