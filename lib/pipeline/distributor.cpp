@@ -29,25 +29,9 @@ bool has_ports(uint8_t proto) noexcept {
   return proto == 6 /* TCP */ || proto == 17 /* UDP */ || proto == 132 /* SCTP */;
 }
 
-// Orders the two endpoints (address, port) so that swapping them gives the same words, then
-// mixes them (multiply and xor-shift, splitmix64's finaliser: a few cycles, where three CRC32
-// steps through rte_hash_crc cost ~20 a packet here).
-uint32_t mix(uint64_t a, uint64_t b, uint16_t pa, uint16_t pb, uint8_t proto) noexcept {
-  if (a > b || (a == b && pa > pb)) {
-    std::swap(a, b);
-    std::swap(pa, pb);
-  }
-  uint64_t x = a * 0x9e3779b97f4a7c15ull;
-  x ^= (b + (uint64_t{pa} << 40 | uint64_t{pb} << 24 | proto)) * 0xc2b2ae3d27d4eb4full;
-  x ^= x >> 31;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 29;
-  return static_cast<uint32_t>(x >> 32);
-}
-
 }  // namespace
 
-uint32_t flow_hash(const uint8_t* f, uint32_t len) noexcept {
+uint32_t flow_hash_slow(const uint8_t* f, uint32_t len) noexcept {
   if (len < 14) return 0;
   uint32_t off = 12;
   uint16_t type = be16(f + off);
@@ -68,7 +52,7 @@ uint32_t flow_hash(const uint8_t* f, uint32_t len) noexcept {
       sp = be16(ip + ihl);
       dp = be16(ip + ihl + 2);
     }
-    return mix(load32(ip + 12), load32(ip + 16), sp, dp, proto);
+    return detail::mix(load32(ip + 12), load32(ip + 16), sp, dp, proto);
   }
   if (type == 0x86dd) {
     if (len < off + 40) return type;
@@ -81,7 +65,7 @@ uint32_t flow_hash(const uint8_t* f, uint32_t len) noexcept {
     }
     // Each address folded to 64 bits first, so the pair orders as a whole.
     const uint64_t s = load64(ip + 8) ^ load64(ip + 16), d = load64(ip + 24) ^ load64(ip + 32);
-    return mix(s, d, sp, dp, proto);
+    return detail::mix(s, d, sp, dp, proto);
   }
   return type;
 }

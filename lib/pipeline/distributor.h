@@ -17,7 +17,42 @@ namespace sluice::pipeline {
 // SCTP first fragments, the ports; the same value with source and destination swapped. VLAN
 // and QinQ tags are skipped. Non-IP and truncated frames hash by what they have (their
 // EtherType), so they land on one worker, in order.
-uint32_t flow_hash(const uint8_t* frame, uint32_t len) noexcept;
+uint32_t flow_hash_slow(const uint8_t* frame, uint32_t len) noexcept;
+
+namespace detail {
+// The endpoints ordered, so that swapping them gives the same words, then mixed (multiply and
+// xor-shift, splitmix64's finaliser).
+inline uint32_t mix(uint64_t a, uint64_t b, uint16_t pa, uint16_t pb, uint8_t proto) noexcept {
+  if (a > b || (a == b && pa > pb)) {
+    const uint64_t t = a;
+    a = b;
+    b = t;
+    const uint16_t u = pa;
+    pa = pb;
+    pb = u;
+  }
+  uint64_t x = a * 0x9e3779b97f4a7c15ull;
+  x ^= (b + (uint64_t{pa} << 40 | uint64_t{pb} << 24 | proto)) * 0xc2b2ae3d27d4eb4full;
+  x ^= x >> 31;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 29;
+  return static_cast<uint32_t>(x >> 32);
+}
+}  // namespace detail
+
+// flow_hash_slow's value; inline for the common frame (untagged IPv4 of 20 header bytes, TCP or
+// UDP, not a fragment), the rest out of line.
+inline uint32_t flow_hash(const uint8_t* f, uint32_t len) noexcept {
+  if (len >= 38 && f[12] == 0x08 && f[13] == 0x00 && f[14] == 0x45 && (f[23] == 6 || f[23] == 17) &&
+      (f[20] & 0x3f) == 0 && f[21] == 0) [[likely]] {
+    uint32_t s, d;
+    __builtin_memcpy(&s, f + 26, 4);
+    __builtin_memcpy(&d, f + 30, 4);
+    return detail::mix(s, d, static_cast<uint16_t>(f[34] << 8 | f[35]),
+                       static_cast<uint16_t>(f[36] << 8 | f[37]), f[23]);
+  }
+  return flow_hash_slow(f, len);
+}
 
 // The worker (0..workers-1) a hash belongs to: an even split without a division.
 inline unsigned worker_of(uint32_t hash, unsigned workers) noexcept {

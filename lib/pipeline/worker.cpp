@@ -318,7 +318,8 @@ uint64_t spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
   std::array<uint8_t, kMaxWorkers + 1> start{};
   for (unsigned i = 0; i < n; ++i) {
     if (i + kPrefetchOffset < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchOffset], void*));
-    to[i] = static_cast<uint8_t>(worker_of(flow_hash(pkts[i]), w.nb_workers));
+    const uint32_t h = flow_hash(rte_pktmbuf_mtod(pkts[i], const uint8_t*), pkts[i]->data_len);
+    to[i] = static_cast<uint8_t>(worker_of(h, w.nb_workers));
     ++start[to[i] + 1];
   }
   for (unsigned k = 1; k <= w.nb_workers; ++k)

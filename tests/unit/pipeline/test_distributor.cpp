@@ -93,6 +93,21 @@ TEST(FlowHash, BothDirectionsHashAlike) {
   EXPECT_GT(seen.size(), 19900u) << "the hash collides far more than a 32-bit hash should";
 }
 
+TEST(FlowHash, InlineFastPathAgreesWithTheFullParse) {
+  std::mt19937 rng(13);
+  unsigned fast = 0;
+  for (int i = 0; i < 5000; ++i) {
+    Tuple t = random_tuple(rng, i % 5 == 0);
+    if (i % 7 == 0) t.frag = static_cast<uint16_t>(rng() & 0x3fff);
+    if (i % 11 == 0) t.frag = 0x4000;  // DF only: still the fast path
+    const auto f = frame(t);
+    const auto n = static_cast<uint32_t>(f.size());
+    ASSERT_EQ(flow_hash(f.data(), n), flow_hash_slow(f.data(), n)) << "tuple " << i;
+    fast += !t.v6 && t.vlans == 0;
+  }
+  EXPECT_GT(fast, 1000u);
+}
+
 TEST(FlowHash, EveryFieldOfTheFlowCounts) {
   std::mt19937 rng(11);
   const Tuple t = random_tuple(rng, false);
