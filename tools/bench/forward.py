@@ -60,6 +60,28 @@ def sample(cmd, seconds, pattern):
     return rates, out
 
 
+def bench_memory(mib=512, min_free_pages=300):
+    """EAL memory options: hugepages when enough are free and mounted, else --no-huge."""
+    free = 0
+    for line in open("/proc/meminfo") if "hugetlbfs" in open("/proc/mounts").read() else []:
+        if line.startswith("HugePages_Free"):
+            free = int(line.split()[1])
+    if free >= min_free_pages:
+        return ["--socket-mem", str(mib), "--huge-unlink"], "hugepages"
+    return ["--no-huge", "-m", str(2 * mib)], "--no-huge"
+
+
+def port0_rate(cmd, seconds, pattern, what):
+    """Runs cmd, returns the steady RX rate of port 0 (every other per-second sample: the
+    tools list port 0, then port 1); exits when it forwarded nothing."""
+    rates, out = sample(cmd, seconds, pattern)
+    rx = rates[0::2]
+    if not rx or max(rx) == 0:
+        print(out[-3000:], file=sys.stderr)
+        sys.exit(f"bench: {what} forwarded nothing")
+    return steady(rx), out
+
+
 def steady(rates):
     rates = [r for r in rates[2:] if r > 0] or [r for r in rates if r > 0]
     return statistics.median(rates) if rates else 0.0
@@ -74,12 +96,7 @@ def main():
     ap.add_argument("--simd", default="auto", help="sluice's validation kernel (--simd)")
     args = ap.parse_args()
     sluice = os.path.join(args.root, "build", "app", "sluice")
-    free = 0
-    for line in open("/proc/meminfo") if "hugetlbfs" in open("/proc/mounts").read() else []:
-        if line.startswith("HugePages_Free"):
-            free = int(line.split()[1])
-    mem = ["--socket-mem", "512", "--huge-unlink"] if free >= 300 else ["--no-huge", "-m", "1024"]
-    memory = "hugepages" if free >= 300 else "--no-huge"
+    mem, memory = bench_memory()
 
     with tempfile.TemporaryDirectory(prefix="sluice-bench-") as d:
         pcap = os.path.join(d, "udp64.pcap")

@@ -21,16 +21,10 @@ import statistics
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from forward import bench_memory  # noqa: E402
+
 ANCHOR = re.compile(r"legacy APIs: SP/SC: burst \(size: 32\): ([0-9.]+)")
-
-
-def mem_args():
-    free = 0
-    if "hugetlbfs" in open("/proc/mounts").read():
-        for line in open("/proc/meminfo"):
-            if line.startswith("HugePages_Free"):
-                free = int(line.split()[1])
-    return ["--socket-mem", "256", "--huge-unlink"] if free >= 200 else ["--no-huge", "-m", "512"]
 
 
 def run(cmd, prefix, stdin=None, timeout=600):
@@ -47,7 +41,7 @@ def main():
     bench = os.path.join(args.root, "build", "tools", "sluice-bench-ring")
     cpu = sorted(os.sched_getaffinity(0))
     lcores = f"{cpu[0]},{cpu[-1]}" if len(cpu) > 1 else f"{cpu[0]}"
-    mem = mem_args()
+    mem, _ = bench_memory(256, 200)
     anchor, ring, hsh, handoff = [], [], [], []
     for r in range(args.runs):
         prefix = f"benchringt{os.getpid()}"

@@ -22,7 +22,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from forward import sample, steady, traffic  # noqa: E402
+from forward import bench_memory, port0_rate, traffic  # noqa: E402
 from rules import flows_yaml  # noqa: E402
 
 
@@ -51,11 +51,7 @@ def main():
     cpus = sorted(os.sched_getaffinity(0))
     top = args.max_workers or max(2, len(cpus) - 1)
     sluice = os.path.join(args.root, "build", "app", "sluice")
-    free = 0
-    for line in open("/proc/meminfo") if "hugetlbfs" in open("/proc/mounts").read() else []:
-        if line.startswith("HugePages_Free"):
-            free = int(line.split()[1])
-    mem = ["--socket-mem", "512", "--huge-unlink"] if free >= 300 else ["--no-huge", "-m", "1024"]
+    mem, _ = bench_memory()
     ks = list(range(1, top + 1))
     res = {k: {"sluice": [], "testpmd-io": []} for k in ks}
     with tempfile.TemporaryDirectory(prefix="sluice-bench-scale-") as d:
@@ -80,23 +76,17 @@ def main():
                             f"  - name: out\n    device: \"{sink}\"\nworkers:\n"
                             f"  lcores: [{', '.join(str(i) for i in range(1, k + 1))}]\n  burst: 32\n"
                             f"flows: flows.yaml\n")
-                rates, out = sample([sluice, *eal(f"scale-s{run}-{k}", mem, k, cpus, []), "--", "-c", cfg,
-                                     "--stats-period", "1"], args.seconds, r"\n  Rx-pps:\s+(\d+)")
-                rx = rates[0::2]
-                if not rx or max(rx) == 0:
-                    print(out[-3000:], file=sys.stderr)
-                    sys.exit(f"bench: sluice with {k} workers forwarded nothing")
-                res[k]["sluice"].append(steady(rx))
+                rate, _ = port0_rate([sluice, *eal(f"scale-s{run}-{k}", mem, k, cpus, []), "--", "-c", cfg,
+                                      "--stats-period", "1"], args.seconds, r"\n  Rx-pps:\s+(\d+)",
+                                     f"sluice with {k} workers")
+                res[k]["sluice"].append(rate)
                 if args.mode == "rss":
-                    rates, out = sample(["dpdk-testpmd", *eal(f"scale-t{run}-{k}", mem, k, cpus, [src, sink]), "--",
-                                         "--forward-mode=io", f"--nb-cores={k}", f"--rxq={k}", f"--txq={k}",
-                                         "--no-flush-rx", "--stats-period=1", "--auto-start", "--txd=1024",
-                                         "--rxd=1024", "--burst=32"], args.seconds, r"Rx-pps:\s+(\d+)")
-                    rx = rates[0::2]
-                    if not rx or max(rx) == 0:
-                        print(out[-3000:], file=sys.stderr)
-                        sys.exit(f"bench: testpmd with {k} cores forwarded nothing")
-                    res[k]["testpmd-io"].append(steady(rx))
+                    rate, _ = port0_rate(["dpdk-testpmd", *eal(f"scale-t{run}-{k}", mem, k, cpus, [src, sink]), "--",
+                                          "--forward-mode=io", f"--nb-cores={k}", f"--rxq={k}", f"--txq={k}",
+                                          "--no-flush-rx", "--stats-period=1", "--auto-start", "--txd=1024",
+                                          "--rxd=1024", "--burst=32"], args.seconds, r"Rx-pps:\s+(\d+)",
+                                         f"testpmd with {k} cores")
+                    res[k]["testpmd-io"].append(rate)
                 print(f"run {run + 1}/{args.runs}, {k} workers: sluice {res[k]['sluice'][-1] / 1e6:.2f} Mpps" +
                       (f", testpmd io {res[k]['testpmd-io'][-1] / 1e6:.2f}" if res[k]["testpmd-io"] else ""),
                       file=sys.stderr)
