@@ -28,12 +28,13 @@ std::string path_state(const config::CaptureConfig& c) {
   if (stat(path.c_str(), &st) != 0) {
     return fmt::format("MISSING: sluice will not start until it exists (mkdir -p {})", path);
   }
-  if (S_ISBLK(st.st_mode)) {
+  if (S_ISBLK(st.st_mode) || S_ISCHR(st.st_mode)) {
+    if (auto k = capture::raw_kind(c); !k) return "NOT USABLE: " + k.error();
     const capture::RawDeviceState d = capture::describe_raw_device(c);
     return d.ok ? d.text : "NOT USABLE: " + d.text;
   }
   if (!S_ISDIR(st.st_mode)) {
-    return "NEITHER A DIRECTORY NOR A BLOCK DEVICE: sluice will not start";
+    return "NEITHER A DIRECTORY NOR A DEVICE: sluice will not start";
   }
   if (access(path.c_str(), W_OK | X_OK) != 0) {
     return "NOT WRITABLE by this user: sluice will not start as this user";

@@ -259,8 +259,14 @@ void check_capture(const Plan& p, std::vector<Check>& out) {
                         : fmt::format("mkdir -p {0} && chown {1} {0}", c.path, user_name())});
     return;
   }
-  if (S_ISBLK(st.st_mode)) {
+  if (S_ISBLK(st.st_mode) || S_ISCHR(st.st_mode)) {
     // The raw-device ring store: no filesystem, so no free space or O_DIRECT to probe.
+    if (auto k = capture::raw_kind(c); !k) {
+      out.push_back({"capture path", Status::kFail, k.error(),
+                     "set capture.backend: passthru (or auto) for an NVMe generic device "
+                     "/dev/ngXnY, or point capture.path at a directory or a block device"});
+      return;
+    }
     const capture::RawDeviceState d = capture::describe_raw_device(c);
     if (d.ok) {
       out.push_back({"capture path", Status::kOk, c.path + ": " + d.text, ""});
@@ -272,9 +278,9 @@ void check_capture(const Plan& p, std::vector<Check>& out) {
     return;
   }
   if (!S_ISDIR(st.st_mode)) {
-    out.push_back({"capture path", Status::kFail,
-                   c.path + " is neither a directory nor a block device",
-                   "set capture.path to a directory (mkdir -p DIR) or a block device"});
+    out.push_back({"capture path", Status::kFail, c.path + " is neither a directory nor a device",
+                   "set capture.path to a directory (mkdir -p DIR), a block device or an NVMe "
+                   "generic device /dev/ngXnY"});
     return;
   }
   if (access(c.path.c_str(), W_OK | X_OK) != 0) {

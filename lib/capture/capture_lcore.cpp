@@ -69,28 +69,10 @@ Layout layout_of(const config::CaptureConfig& cfg) {
 Result<std::unique_ptr<CaptureLcore>> CaptureLcore::create(const Options& opt) {
   const config::CaptureConfig& cfg = *opt.cfg;
   const std::string where = cfg.path_mark.str() + ": capture.path: ";
-  if (cfg.backend == config::CaptureBackend::kPassthru) {
-    return Error{cfg.backend_mark.str() +
-                 ": capture.backend: passthru (NVMe passthrough on /dev/ngXnY) is not in this "
-                 "build; use backend: auto or uring with a directory"};
-  }
-  struct stat st {};
-  if (stat(cfg.path.c_str(), &st) != 0) {
-    return Error{where + fmt::format("{}: {}; create it (mkdir -p {}) or point capture.path at "
-                                     "an existing directory",
-                                     cfg.path, std::strerror(errno), cfg.path)};
-  }
-  const bool raw = S_ISBLK(st.st_mode);
-  if (S_ISCHR(st.st_mode)) {
-    return Error{where + cfg.path +
-                 " is a character device; the raw store takes a block device (an NVMe "
-                 "generic device /dev/ngXnY needs backend: passthru, not in this build)"};
-  }
-  if (!raw && !S_ISDIR(st.st_mode)) {
-    return Error{where + cfg.path +
-                 " is not a directory or a block device; expected the store's directory, or "
-                 "a block device for the raw-device store"};
-  }
+  auto kind = raw_kind(cfg);
+  if (!kind) return Error{kind.error()};
+  const bool raw = *kind != RawKind::kDirectory;
+  const bool passthru = *kind == RawKind::kPassthru;
   if (!raw && access(cfg.path.c_str(), W_OK | X_OK) != 0) {
     return Error{where + fmt::format("{} is not writable ({}); make it writable by the user "
                                      "sluice runs as (chown or chmod), or choose another path",
@@ -113,12 +95,14 @@ Result<std::unique_ptr<CaptureLcore>> CaptureLcore::create(const Options& opt) {
                     self->writer_->min_chunk_bytes())};
   }
   if (raw) {
-    auto dev = open_raw_device(cfg);
+    auto dev = open_raw_device(cfg, *kind);
     if (!dev) return Error{dev.error()};
-    self->raw_fd_ = dev->fd;
-    self->raw_ = dev->header;
+    self->raw_dev_ = std::make_unique<RawDevice>(std::move(*dev));
+    self->raw_fd_ = self->raw_dev_->fd;
+    self->raw_ = self->raw_dev_->header;
+    const auto& lines = self->raw_dev_->lines;
     self->next_seq_ = dev->position.next_seq;
-    for (const auto& line : dev->lines) spdlog::info("capture: {}", line);
+    for (const auto& line : lines) spdlog::info("capture: {}", line);
   } else {
     auto report = repair(cfg.path);
     if (!report) return Error{where + report.error()};
@@ -166,6 +150,14 @@ Result<std::unique_ptr<CaptureLcore>> CaptureLcore::create(const Options& opt) {
   // copies dropped in 5 s); issued by io_uring's workers, 5.6-7.8 Mpps (all the worker
   // forwarded) with none dropped, and 1.36-1.59 GB/s at 1518 B against 1.28-1.40 inline.
   qo.async = true;
+  if (passthru) {
+    // NVMe commands on the namespace: no filesystem to block in, so issued inline (a full
+    // hardware queue is -EAGAIN inside the kernel, which then punts it to its workers); polled
+    // completions where the nvme driver has poll queues.
+    qo.async = false;
+    qo.passthru = true;
+    qo.iopoll = self->raw_dev_->ns.poll_queues;
+  }
   auto qp = nvme::QueuePair::create(qo);
   if (!qp) return Error{"capture: " + qp.error()};
   self->qp_ = std::move(*qp);
@@ -176,7 +168,8 @@ Result<std::unique_ptr<CaptureLcore>> CaptureLcore::create(const Options& opt) {
   }
 
   if (raw) {
-    auto slot = self->qp_->add_file(self->raw_fd_);
+    auto slot = passthru ? self->qp_->add_namespace(self->raw_dev_->ns)
+                         : self->qp_->add_file(self->raw_fd_);
     if (!slot) return Error{"capture: " + slot.error()};
     self->raw_seg_ = std::make_unique<Segment>();
     self->raw_seg_->part_path = self->raw_seg_->final_path = cfg.path;
@@ -198,10 +191,12 @@ Result<std::unique_ptr<CaptureLcore>> CaptureLcore::create(const Options& opt) {
   self->flush_tsc_ = self->hz_ / 1000 * cfg.flush_ms;
   if (raw) {
     spdlog::info(
-        "capture: raw store {} (O_DIRECT), chunks of {} bytes in a ring of {} slots; {} chunk "
+        "capture: raw store {} ({}), chunks of {} bytes in a ring of {} slots; {} chunk "
         "buffers ({} MiB), queue depth {}; continuing at chunk {} (slot {})",
-        cfg.path, cfg.chunk_bytes, self->raw_.slots, nbuf, self->layout_.buffer_bytes >> 20,
-        cfg.queue_depth, self->next_seq_, self->next_seq_ % self->raw_.slots);
+        cfg.path,
+        passthru ? "NVMe passthrough, completions " + self->qp_->completions() : "O_DIRECT",
+        cfg.chunk_bytes, self->raw_.slots, nbuf, self->layout_.buffer_bytes >> 20, cfg.queue_depth,
+        self->next_seq_, self->next_seq_ % self->raw_.slots);
     return self;
   }
   spdlog::info(
@@ -221,7 +216,7 @@ CaptureLcore::~CaptureLcore() {
     if (s->fd >= 0) close(s->fd);
   }
   for (auto& c : chunks_) rte_free(c.buf);
-  if (raw_fd_ >= 0) close(raw_fd_);
+  if (raw_dev_) close_raw_device(*raw_dev_);
 }
 
 int CaptureLcore::main(void* arg) {
@@ -511,8 +506,8 @@ int CaptureLcore::run() noexcept {
   if (raw_fd_ >= 0) {
     qp_->drain();
     // The device's write cache: what completed is on the medium once this returns.
-    if (fdatasync(raw_fd_) != 0) {
-      spdlog::warn("capture: fdatasync of {}: {}", cfg_.path, std::strerror(errno));
+    if (auto r = sync_raw_device(*raw_dev_); !r) {
+      spdlog::warn("capture: {}: {}", cfg_.path, r.error());
     }
   }
   exited_.store(true, std::memory_order_release);

@@ -30,6 +30,10 @@ struct rte_mbuf;
 struct rte_ring;
 
 namespace sluice::capture {
+struct RawDevice;  // raw_device.h
+}  // namespace sluice::capture
+
+namespace sluice::capture {
 
 inline constexpr unsigned kBurst = 64;  // mbufs dequeued at a time (port::size_pool counts it)
 inline constexpr unsigned kMaxEthPorts = 1024;  // >= RTE_MAX_ETHPORTS
@@ -125,6 +129,7 @@ class CaptureLcore {
   // writes in flight), its header; chunk seq s goes to slot s % slots, a full slot each.
   int raw_fd_ = -1;
   RawHeader raw_;
+  std::unique_ptr<RawDevice> raw_dev_;  // its fds and, on a namespace, the geometry
   std::unique_ptr<Segment> raw_seg_;
   bool direct_ = true;
   bool failing_ = false;         // in a write-error episode (logged once)

@@ -218,4 +218,96 @@ Result<void> check_range(const Namespace& ns, uint64_t offset, uint64_t len) {
   return {};
 }
 
+namespace {
+
+// One I/O command; returns 0, -errno, or the NVMe status (> 0).
+int io_command(const Namespace& ns, uint8_t opcode, void* buf, uint32_t bytes, uint64_t offset,
+               uint32_t blocks, uint32_t cdw12_flags) {
+  nvme_passthru_cmd cmd{};
+  cmd.opcode = opcode;
+  cmd.nsid = ns.nsid;
+  cmd.addr = reinterpret_cast<uintptr_t>(buf);
+  cmd.data_len = bytes;
+  const uint64_t lba = offset >> ns.lba_shift;
+  cmd.cdw10 = static_cast<uint32_t>(lba);
+  cmd.cdw11 = static_cast<uint32_t>(lba >> 32);
+  cmd.cdw12 = blocks == 0 ? 0 : ((blocks - 1) | cdw12_flags);
+  const int rc = ::ioctl(ns.fd, NVME_IOCTL_IO_CMD, &cmd);
+  return rc < 0 ? -errno : rc;
+}
+
+std::string command_error(const Namespace& ns, const char* what, uint64_t offset, int rc) {
+  if (rc < 0)
+    return fmt::format("{}: {} at offset {} failed: {}", ns.path, what, offset, std::strerror(-rc));
+  return fmt::format("{}: {} at offset {} failed: NVMe status {:#x}", ns.path, what, offset, rc);
+}
+
+Result<void> transfer(const Namespace& ns, uint8_t opcode, const char* what, void* buf,
+                      uint64_t len, uint64_t offset, uint32_t flags) {
+  if (auto r = check_range(ns, offset, len); !r) return r;
+  auto* p = static_cast<uint8_t*>(buf);
+  for (uint64_t done = 0; done < len;) {
+    const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(len - done, ns.max_transfer));
+    const int rc = io_command(ns, opcode, p + done, n, offset + done, n >> ns.lba_shift, flags);
+    if (rc != 0) return Error{command_error(ns, what, offset + done, rc)};
+    done += n;
+  }
+  return {};
+}
+
+// NVMe generic status: Invalid Command Opcode (SCT 0, SC 1).
+constexpr int kNvmeInvalidOpcode = 0x1;
+
+}  // namespace
+
+Result<void> read_sync(const Namespace& ns, void* buf, uint64_t len, uint64_t offset) {
+  return transfer(ns, kNvmeCmdRead, "Read", buf, len, offset, 0);
+}
+
+Result<void> write_sync(const Namespace& ns, const void* buf, uint64_t len, uint64_t offset,
+                        bool fua) {
+  return transfer(ns, kNvmeCmdWrite, fua ? "Write (FUA)" : "Write", const_cast<void*>(buf), len,
+                  offset, fua ? kNvmeFua : 0);
+}
+
+Result<void> zero_sync(const Namespace& ns, uint64_t offset, uint64_t len) {
+  if (auto r = check_range(ns, offset, len); !r) return r;
+  const uint64_t step = uint64_t{kNvmeMaxBlocksPerCommand} << ns.lba_shift;
+  for (uint64_t done = 0; done < len;) {
+    const uint64_t n = std::min(len - done, step);
+    const int rc = io_command(ns, kNvmeCmdWriteZeroes, nullptr, 0, offset + done,
+                              static_cast<uint32_t>(n >> ns.lba_shift), 0);
+    if (rc == kNvmeInvalidOpcode && done == 0) {
+      // No Write Zeroes on this controller: write zero buffers.
+      std::unique_ptr<uint8_t, FreeDeleter> zeros(
+          static_cast<uint8_t*>(std::aligned_alloc(kNvmeMinPage, ns.max_transfer)));
+      if (!zeros) return Error{"out of memory for a zero buffer"};
+      std::memset(zeros.get(), 0, ns.max_transfer);
+      for (uint64_t at = 0; at < len;) {
+        const uint64_t m = std::min<uint64_t>(len - at, ns.max_transfer);
+        if (auto r = write_sync(ns, zeros.get(), m, offset + at, false); !r) return r;
+        at += m;
+      }
+      return {};
+    }
+    if (rc != 0) return Error{command_error(ns, "Write Zeroes", offset + done, rc)};
+    done += n;
+  }
+  return {};
+}
+
+Result<void> flush_sync(const Namespace& ns) {
+  const int rc = io_command(ns, kNvmeCmdFlush, nullptr, 0, 0, 0, 0);
+  if (rc != 0) return Error{command_error(ns, "Flush", 0, rc)};
+  return {};
+}
+
+std::string block_device_of(const std::string& ng_path) {
+  const auto slash = ng_path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "" : ng_path.substr(0, slash + 1);
+  const std::string name = ng_path.substr(slash == std::string::npos ? 0 : slash + 1);
+  if (name.rfind("ng", 0) != 0 || name.size() < 5) return "";
+  return dir + "nvme" + name.substr(2);
+}
+
 }  // namespace sluice::nvme

@@ -18,6 +18,8 @@ namespace sluice::nvme {
 // Opcodes and command fields (NVMe base spec 2.0, NVM command set 1.0).
 constexpr uint8_t kNvmeCmdFlush = 0x00;
 constexpr uint8_t kNvmeCmdWrite = 0x01;
+constexpr uint8_t kNvmeCmdRead = 0x02;
+constexpr uint8_t kNvmeCmdWriteZeroes = 0x08;
 constexpr uint8_t kNvmeAdminIdentify = 0x06;
 constexpr uint32_t kNvmeCnsNamespace = 0;
 constexpr uint32_t kNvmeCnsController = 1;
@@ -67,5 +69,23 @@ void close_passthru(Namespace& ns) noexcept;
 // namespace. The error says which rule is broken (the queue pair's write() returns -EINVAL
 // for the same cases).
 Result<void> check_range(const Namespace& ns, uint64_t offset, uint64_t len);
+
+// Synchronous I/O through the passthrough ioctl (NVME_IOCTL_IO_CMD), for the control path
+// only (opening a store, sluice-capture): each call waits for its commands, split at
+// max_transfer. buf must be aligned to the LBA size; offset and len are checked with
+// check_range. Errors name the device, the command and the NVMe status or errno.
+Result<void> read_sync(const Namespace& ns, void* buf, uint64_t len, uint64_t offset);
+// flags: kWriteFua from queue_pair.h (force unit access: durable when this returns).
+Result<void> write_sync(const Namespace& ns, const void* buf, uint64_t len, uint64_t offset,
+                        bool fua);
+// Write Zeroes over [offset, offset + len); where the controller lacks the command (Invalid
+// Command Opcode) the range is written with zero buffers instead.
+Result<void> zero_sync(const Namespace& ns, uint64_t offset, uint64_t len);
+// NVMe Flush: what completed is on the medium (the volatile write cache written back).
+Result<void> flush_sync(const Namespace& ns);
+
+// The block device of the same namespace (/dev/ngXnY -> /dev/nvmeXnY), or "" when the name is
+// not of that form.
+std::string block_device_of(const std::string& ng_path);
 
 }  // namespace sluice::nvme

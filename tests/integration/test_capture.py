@@ -521,8 +521,16 @@ def bad_input(sluice, data):
 
         attempt("lcore-outside-eal", store, 2, "add it to EAL's -l", "lcore", r"capture\.lcore: lcore 3 is not in the EAL lcore set", lcore=3)
         attempt("lcore-main", store, 2, "give the capture loop an lcore of its own", "lcore", r"capture\.lcore: lcore 0 is the EAL main lcore", lcore=0)
-        attempt("backend-passthru", store, 2, "use backend: auto or uring", "backend",
-                r"capture\.backend: passthru", backend="passthru")
+        attempt("backend-passthru", store, 2, "needs a namespace's generic char device /dev/ngXnY", "backend",
+                r"capture\.backend: passthru: capture\.path .* is a directory, not an NVMe device", backend="passthru")
+        attempt("backend-passthru-file", regular, 2, "needs a namespace's generic char device /dev/ngXnY", "backend",
+                r"capture\.backend: passthru: capture\.path .* is a regular file, not an NVMe device", backend="passthru")
+        check("backend-passthru-file: the file is untouched", open(regular).read() == "not a directory\n")
+        # A character device that is no NVMe namespace: auto tries passthrough and says why not.
+        attempt("path-chardev", "/dev/null", 2, "name a namespace's generic char device /dev/ngXnY", "path",
+                r"capture\.path: capture\.backend: passthru: /dev/null is not an NVMe device")
+        attempt("backend-uring-chardev", "/dev/null", 2, "use backend: passthru or auto", "path",
+                r"capture\.path: /dev/null is a character device", backend="uring")
         attempt("lcore-worker", store, 1, "expected an lcore of its own", "lcore", r"capture\.lcore: lcore 1 is also a worker lcore", lcore=1)
         attempt("chunk-1000", store, 1, "expected at least 8192 bytes", "chunk_bytes", r"capture\.chunk_bytes: 1000 is too small", chunk_bytes=1000)
         attempt("chunk-10000", store, 1, "is not a multiple of 4096", "chunk_bytes", r"capture\.chunk_bytes: 10000", chunk_bytes=10000)

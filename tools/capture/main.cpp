@@ -28,6 +28,7 @@
 #include "lib/capture/chunk.h"
 #include "lib/capture/raw_store.h"
 #include "lib/capture/store.h"
+#include "lib/nvme/passthru.h"
 #include "sluice_build_config.h"
 #include "tools/capture/text.h"
 
@@ -51,8 +52,9 @@ constexpr std::string_view kUsage =
 constexpr std::string_view kHelp =
     "\n"
     "PATH is a capture store directory (all its segments by number, .part included),\n"
-    "segment files, or a raw-device store: a block device or an image file of one (its\n"
-    "chunks in ring order, oldest first).\n"
+    "segment files, or a raw-device store: a block device, an NVMe generic char device\n"
+    "/dev/ngXnY (read with NVMe Read commands; the store is read into memory whole) or an\n"
+    "image file of one (its chunks in ring order, oldest first).\n"
     "  list     each segment: first and last packet time (UTC), packets, bytes, chunks, and\n"
     "           state (closed or part; whether every chunk is good)\n"
     "  verify   every chunk with its offset, length, state (good, corrupt, torn, unwritten),\n"
@@ -84,6 +86,8 @@ class Mapped {
     if (data_ != nullptr) munmap(data_, size_);
   }
   static std::unique_ptr<Mapped> open(const std::string& path, std::string* error) {
+    struct stat pst {};
+    if (stat(path.c_str(), &pst) == 0 && S_ISCHR(pst.st_mode)) return read_namespace(path, error);
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
       *error = fmt::format("cannot open {}: {}", path, std::strerror(errno));
@@ -117,6 +121,50 @@ class Mapped {
 
  private:
   Mapped() = default;
+
+  // An NVMe namespace's generic char device cannot be mapped: its store (the header's bytes,
+  // not the whole namespace) is read into anonymous memory with NVMe Read commands.
+  static std::unique_ptr<Mapped> read_namespace(const std::string& path, std::string* error) {
+    auto ns = nvme::open_passthru(path);
+    if (!ns) {
+      *error = ns.error();
+      return nullptr;
+    }
+    std::unique_ptr<Mapped> m(new Mapped);
+    auto done = [&](std::string why) -> std::unique_ptr<Mapped> {
+      nvme::close_passthru(*ns);
+      if (why.empty()) return std::move(m);
+      *error = std::move(why);
+      return nullptr;
+    };
+    auto fill = [&](uint64_t bytes) -> std::string {
+      if (m->data_ != nullptr) munmap(m->data_, m->size_);
+      void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (p == MAP_FAILED) {
+        m->data_ = nullptr;
+        return fmt::format("cannot allocate {} MiB to read {}: {}", bytes >> 20, path,
+                           std::strerror(errno));
+      }
+      m->data_ = p;
+      m->size_ = bytes;
+      auto r = nvme::read_sync(*ns, p, bytes, 0);
+      return r ? std::string() : r.error();
+    };
+    if (std::string why = fill(kRawHeaderBytes); !why.empty()) return done(why);
+    const RawHeaderRead h = decode_raw_header(m->data(), m->size());
+    if (h.state != RawHeaderState::kValid) return done("");  // the caller says what it holds
+    const uint64_t bytes = std::min(h.header.bytes(), ns->size);
+    const uint64_t memory = uint64_t(sysconf(_SC_PHYS_PAGES)) * uint64_t(sysconf(_SC_PAGESIZE));
+    if (bytes > memory / 2) {
+      return done(fmt::format(
+          "the store on {} is {} MiB, more than half of this machine's memory: read it through "
+          "the namespace's block device {} instead",
+          path, bytes >> 20, nvme::block_device_of(path)));
+    }
+    return done(fill(bytes));
+  }
+
   void* data_ = nullptr;
   size_t size_ = 0;
 };
@@ -131,6 +179,18 @@ struct Input {
 // Whether path begins with a raw-store header block (a block device or an image file), with why
 // not in *why.
 bool has_raw_header(const std::string& path, std::string* why) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) == 0 && S_ISCHR(st.st_mode)) {
+    std::string error;
+    auto m = Mapped::open(path, &error);  // the header first: the store only if there is one
+    if (!m) {
+      *why = error;
+      return false;
+    }
+    const RawHeaderRead r = decode_raw_header(m->data(), m->size());
+    *why = r.why;
+    return r.state == RawHeaderState::kValid;
+  }
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     *why = std::strerror(errno);
@@ -178,7 +238,7 @@ std::optional<std::vector<Input>> expand(const std::vector<std::string>& args) {
       std::string why;
       if (has_raw_header(a, &why)) {
         out.push_back({a, name, false, true});
-      } else if (fs::is_block_file(st)) {
+      } else if (fs::is_block_file(st) || fs::is_character_file(st)) {
         say(fmt::format("no sluice raw-device store on {} ({})", a, why));
         return std::nullopt;
       } else {
