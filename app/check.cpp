@@ -28,6 +28,9 @@ std::string path_state(const config::CaptureConfig& c) {
   if (stat(path.c_str(), &st) != 0) {
     return fmt::format("MISSING: sluice will not start until it exists (mkdir -p {})", path);
   }
+  if (S_ISDIR(st.st_mode) && c.backend == config::CaptureBackend::kPassthru) {
+    if (auto k = capture::raw_kind(c); !k) return "NOT USABLE: " + k.error();
+  }
   if (S_ISBLK(st.st_mode) || S_ISCHR(st.st_mode)) {
     if (auto k = capture::raw_kind(c); !k) return "NOT USABLE: " + k.error();
     const capture::RawDeviceState d = capture::describe_raw_device(c);

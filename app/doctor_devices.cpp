@@ -259,7 +259,8 @@ void check_capture(const Plan& p, std::vector<Check>& out) {
                         : fmt::format("mkdir -p {0} && chown {1} {0}", c.path, user_name())});
     return;
   }
-  if (S_ISBLK(st.st_mode) || S_ISCHR(st.st_mode)) {
+  if (S_ISBLK(st.st_mode) || S_ISCHR(st.st_mode) ||
+      c.backend == config::CaptureBackend::kPassthru) {
     // The raw-device ring store: no filesystem, so no free space or O_DIRECT to probe.
     if (auto k = capture::raw_kind(c); !k) {
       out.push_back({"capture path", Status::kFail, k.error(),

@@ -72,6 +72,18 @@ def main():
         rc, out, err = run(s, None, ["--check", "-c", cap])
         check("--check missing capture path: exit 0 but says sluice will not start and how to fix it",
               rc == 0 and "MISSING" in out and "mkdir -p /nonexistent/store" in out, f"rc={rc}\n{out}\n{err}")
+        # A char device: --check tries it as an NVMe namespace (passthrough) and says why not.
+        cap = write(d, "cap.yaml", "ports:\n  - name: wan\n    device: net_null0\nworkers:\n  lcores: [1]\nflows: flows.yaml\n"
+                                   "capture:\n  lcore: 2\n  path: /dev/null\n")
+        rc, out, err = run(s, None, ["--check", "-c", cap])
+        check("--check capture path /dev/null: not usable, not an NVMe device, sluice will not start",
+              rc == 0 and "store /dev/null: NOT USABLE: /dev/null is not an NVMe device" in out and "sluice will not start" in out,
+              f"rc={rc}\n{out}\n{err}")
+        cap = write(d, "cap.yaml", "ports:\n  - name: wan\n    device: net_null0\nworkers:\n  lcores: [1]\nflows: flows.yaml\n"
+                                   "capture:\n  lcore: 2\n  path: /tmp\n  backend: passthru\n")
+        rc, out, err = run(s, None, ["--check", "-c", cap])
+        check("--check backend passthru on a directory: not usable, names the generic char device",
+              rc == 0 and "NOT USABLE" in out and "is a directory, not an NVMe device" in out, f"rc={rc}\n{out}\n{err}")
 
         # distribute (issue 11): --check says how each port reaches the workers; a device
         # without RSS given distribute: rss is a startup error naming the fix.

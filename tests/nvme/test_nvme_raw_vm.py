@@ -160,7 +160,10 @@ def main():
         runs = ["md5 start", "run foreign 1", "md5 foreign", "run small 1", "md5 small"]
         for depth in DEPTHS:
             runs += [f"run d{depth} {SECONDS}", f"verify d{depth}"]
-        runs += ["run other 1", "verify final"]
+        runs += ["run other 1", "verify final",
+                 "echo '=== BEGIN LIST'; /prog/sluice-capture list /dev/ng0n1; echo \"=== RC LIST $?\"",
+                 "/prog/sluice-capture export /dev/ng0n1 -o /tmp/export.pcapng; echo \"=== RC EXPORT $?\"",
+                 "echo \"=== MD5 export $(md5sum /tmp/export.pcapng | cut -d' ' -f1)\""]
         files["run.sh"] = script(eal, runs)
         args = []
         for name, text in files.items():
@@ -270,6 +273,12 @@ def main():
     check(f"host: tshark reads the export: {frames} frames, as verify counts",
           e.returncode == 0 and t.returncode == 0 and frames == want and frames > 0,
           f"export rc={e.returncode} {e.stderr[-300:]} tshark rc={t.returncode} {t.stderr[-300:]} want {want}")
+    m = re.search(r"=== BEGIN LIST\n(.*?)=== RC LIST (\d+)", out, re.S)
+    check("sluice-capture list /dev/ng0n1 in the VM: exit 0, the ring's packets",
+          m and m.group(2) == "0" and str(want) in m.group(1).replace(",", ""), m.group(0)[-500:] if m else out[-500:])
+    exported = hashlib.md5(open(pcapng, "rb").read()).hexdigest() if os.path.exists(pcapng) else None
+    check("sluice-capture export /dev/ng0n1 in the VM writes the same pcapng as the host's export of the image",
+          "=== RC EXPORT 0" in out and md5.get("export") == exported, f"{md5.get('export')} vs {exported}")
     if not failures:
         os.unlink(image)
         os.unlink(pcapng)
