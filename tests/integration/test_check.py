@@ -56,31 +56,30 @@ def main():
         check("--check bad CIDR in the flows file: exit 1 naming badflows.yaml:4", rc == 1 and re.search(r"badflows\.yaml:4:\d+:", err),
               f"rc={rc}\n{err}")
 
-        cap = write(d, "cap.yaml", "ports:\n  - name: wan\n    device: net_null0\nworkers:\n  lcores: [1]\nflows: flows.yaml\n"
-                                   "capture:\n  lcore: 2\n  path: /tmp\n")
+        def cap_config(lcore, path, extra=""):
+            return write(d, "cap.yaml", "ports:\n  - name: wan\n    device: net_null0\nworkers:\n  lcores: [1]\n"
+                         f"flows: flows.yaml\ncapture:\n  lcore: {lcore}\n  path: {path}\n{extra}")
+
+        cap = cap_config(2, "/tmp")
         rc, out, err = run(s, None, ["--check", "-c", cap])
         check("--check capture section: exit 0, prints the store's layout and memory",
               rc == 0 and "capture: lcore 2" in out and "store /tmp: writable" in out and "segments of 1073741824 bytes" in out
               and "34 chunk buffers" in out and "capture rings 4160" in out, f"rc={rc}\n{out}\n{err}")
-        cap = write(d, "cap.yaml", "ports:\n  - name: wan\n    device: net_null0\nworkers:\n  lcores: [1]\nflows: flows.yaml\n"
-                                   "capture:\n  lcore: 1\n  path: /tmp\n")
+        cap = cap_config(1, "/tmp")
         rc, out, err = run(s, None, ["--check", "-c", cap])
         check("--check capture lcore that is a worker: exit 1 at its line", rc == 1 and "cap.yaml:8:10: capture.lcore: lcore 1 is also a worker lcore (line 5)" in err,
               f"rc={rc}\n{err}")
-        cap = write(d, "cap.yaml", "ports:\n  - name: wan\n    device: net_null0\nworkers:\n  lcores: [1]\nflows: flows.yaml\n"
-                                   "capture:\n  lcore: 2\n  path: /nonexistent/store\n")
+        cap = cap_config(2, "/nonexistent/store")
         rc, out, err = run(s, None, ["--check", "-c", cap])
         check("--check missing capture path: exit 0 but says sluice will not start and how to fix it",
               rc == 0 and "MISSING" in out and "mkdir -p /nonexistent/store" in out, f"rc={rc}\n{out}\n{err}")
         # A char device: --check tries it as an NVMe namespace (passthrough) and says why not.
-        cap = write(d, "cap.yaml", "ports:\n  - name: wan\n    device: net_null0\nworkers:\n  lcores: [1]\nflows: flows.yaml\n"
-                                   "capture:\n  lcore: 2\n  path: /dev/null\n")
+        cap = cap_config(2, "/dev/null")
         rc, out, err = run(s, None, ["--check", "-c", cap])
         check("--check capture path /dev/null: not usable, not an NVMe device, sluice will not start",
               rc == 0 and "store /dev/null: NOT USABLE: /dev/null is not an NVMe device" in out and "sluice will not start" in out,
               f"rc={rc}\n{out}\n{err}")
-        cap = write(d, "cap.yaml", "ports:\n  - name: wan\n    device: net_null0\nworkers:\n  lcores: [1]\nflows: flows.yaml\n"
-                                   "capture:\n  lcore: 2\n  path: /tmp\n  backend: passthru\n")
+        cap = cap_config(2, "/tmp", "  backend: passthru\n")
         rc, out, err = run(s, None, ["--check", "-c", cap])
         check("--check backend passthru on a directory: not usable, names the generic char device",
               rc == 0 and "NOT USABLE" in out and "is a directory, not an NVMe device" in out, f"rc={rc}\n{out}\n{err}")
