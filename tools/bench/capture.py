@@ -16,6 +16,13 @@
 With --raw-loop SIZE only part 1 runs, on the raw-device ring store: an image file of SIZE
    under build/ as a loop device (losetup --direct-io=on, as root), capture.path the device
    (capture.format: true), and fio writing the same number of bytes to the same device.
+With --raw-vm SIZE only part 1 runs, in a VM (tools/nvme-vm, KVM or TCG) with an emulated NVMe
+   controller on an image of SIZE under build/: capture.path /dev/ng0n1 (backend auto: io_uring
+   NVMe passthrough), interleaved in one boot with `fio --ioengine=io_uring_cmd --cmd_type=nvme
+   --rw=write --iodepth=32 --fixedbufs --registerfiles` on the same namespace, writing the bytes
+   sluice wrote. fio's block size is sluice's command size (the kernel refuses a passthrough
+   command over MDTS or max_segments pages: 1 MiB is EINVAL on QEMU's default controller; the
+   header says). An emulated device measures software cost, not a drive.
 3. Cycles per captured packet: what the capture lcore spends on the packets it dequeues (copy,
    pack, free: its capture.busy_cycles, not the polling around them) per packet recorded, with
    every packet captured, for 64, 512 and 1518 bytes.
@@ -61,12 +68,9 @@ def eal(prefix, mem):
             "--log-level=pmd.net.pcap:error"]
 
 
-def sluice_run(args, work, store, pcap, captured_flows, seconds, tag):
-    """Runs sluice; returns per-second samples of the capture table and the final stats. store is
-    a directory, or a block device (the raw-device store)."""
-    raw = not os.path.isdir(store)
-    for f in [] if raw else os.listdir(store):
-        os.unlink(os.path.join(store, f))
+def write_config(work, store, pcap, captured_flows, raw):
+    """sluice.yaml and flows.yaml in work: pcap in, a rule capturing captured_flows of the flows,
+    the capture store at store (raw: a device, formatted as the ring store)."""
     hi = 1024 + captured_flows - 1
     rule = (f"  - name: cap\n    match: {{ proto: udp, src_port: 1024-{hi} }}\n    action: forward\n    to: out\n"
             f"    capture: true\n") if captured_flows > 0 else ""
@@ -81,6 +85,15 @@ def sluice_run(args, work, store, pcap, captured_flows, seconds, tag):
                 f"  retain_bytes: 4GiB\n  queue_depth: 32\n  snaplen: 65535\n"
                 + ("  format: true\n" if raw else "") +
                 f"flows: flows.yaml\n")
+
+
+def sluice_run(args, work, store, pcap, captured_flows, seconds, tag):
+    """Runs sluice; returns per-second samples of the capture table and the final stats. store is
+    a directory, or a block device (the raw-device store)."""
+    raw = not os.path.isdir(store)
+    for f in [] if raw else os.listdir(store):
+        os.unlink(os.path.join(store, f))
+    write_config(work, store, pcap, captured_flows, raw)
     stats = os.path.join(work, "stats.json")
     cmd = [args.sluice, *eal(f"bench-cap-{tag}", args.mem), "--", "-c", os.path.join(work, "sluice.yaml"),
            "--stats-period", "1", "--stats-out", stats]
@@ -140,6 +153,8 @@ def main():
     ap.add_argument("--dir", help="target directory (default: build/bench-capture, a real filesystem)")
     ap.add_argument("--raw-loop", metavar="SIZE", help="the raw-device store on a loop device of SIZE "
                     "(e.g. 2G; as root): throughput against fio on the same device only")
+    ap.add_argument("--raw-vm", metavar="SIZE", help="the raw store through NVMe passthrough on an emulated "
+                    "namespace of SIZE (e.g. 1G) in a VM (tools/nvme-vm): throughput against fio only")
     args = ap.parse_args()
     args.sluice = os.path.join(args.root, "build", "app", "sluice")
     free = 0
@@ -151,6 +166,8 @@ def main():
     memory = "hugepages" if free >= 300 else "--no-huge"
     if args.raw_loop:
         return raw_loop(args, memory)
+    if args.raw_vm:
+        return raw_vm(args)
     store = os.path.abspath(args.dir or os.path.join(args.root, "build", "bench-capture"))
     os.makedirs(store, exist_ok=True)
     fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,SOURCE", "--target", store], capture_output=True,
@@ -274,19 +291,151 @@ def raw_loop(args, memory):
     finally:
         subprocess.run(["losetup", "-d", dev])
         os.unlink(image)
+    ab_table(f"capture (raw-device store): loop device of {device_bytes >> 20} MiB (--direct-io=on) on an "
+             f"image in {fs}, {memory}, chunks 1 MiB, queue depth 32, {args.runs} runs x {args.seconds:.0f} s, "
+             f"A/B interleaved with fio on the same device", sl, fi, ratios, "fio io_uring 1M qd32 GB/s",
+             {"target": "raw-loop", "anchor": "fio-io_uring"})
+
+
+def ab_table(header, sl, fi, ratios, fio_label, keys, extra=None):
+    """The throughput table of the raw stores and the JSON line: keys first, extra after."""
     sluice_gbs, fio_gbs, ratio = statistics.median(sl), statistics.median(fi), statistics.median(ratios)
     spread = (max(ratios) - min(ratios)) / ratio if ratio else 0
-    print(f"\ncapture (raw-device store): loop device of {device_bytes >> 20} MiB (--direct-io=on) on an "
-          f"image in {fs}, {memory}, chunks 1 MiB, queue depth 32, {args.runs} runs x {args.seconds:.0f} s, "
-          f"A/B interleaved with fio on the same device")
+    print(f"\n{header}")
     print(f"{'':28}{'median':>10}{'min':>8}{'max':>8}")
     print(f"{'sluice 1518 B GB/s':28}{sluice_gbs:10.3f}{min(sl):8.3f}{max(sl):8.3f}")
-    print(f"{'fio io_uring 1M qd32 GB/s':28}{fio_gbs:10.3f}{min(fi):8.3f}{max(fi):8.3f}")
+    print(f"{fio_label:28}{fio_gbs:10.3f}{min(fi):8.3f}{max(fi):8.3f}")
     print(f"ratio sluice/fio: {ratio:.3f} (spread {spread:.3f}; goal >= 0.95)")
-    print(json.dumps({"suite": "capture", "target": "raw-loop", "unit": "GB/s", "sluice": round(sluice_gbs, 3),
-                      "anchor": "fio-io_uring", "anchor_value": round(fio_gbs, 3), "ratio": round(ratio, 3),
-                      "runs": args.runs, "spread": round(spread, 3)}))
+    out = {"suite": "capture", "target": keys["target"], "unit": "GB/s", "sluice": round(sluice_gbs, 3),
+           "anchor": keys["anchor"], "anchor_value": round(fio_gbs, 3), "ratio": round(ratio, 3),
+           "runs": len(ratios), "spread": round(spread, 3)}
+    print(json.dumps({**out, **(extra or {})}))
 
+
+PMDS = "/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0"
+VM_PLUGINS = ("librte_mempool_ring.so.23.0", "librte_net_pcap.so.23.0", "librte_net_null.so.23.0")
+# fio's command inside the VM; BS (KiB), IO (bytes) and SIZE (the namespace) come from the script.
+VM_FIO = ("/prog/fio --name=anchor --filename=/dev/ng0n1 --ioengine=io_uring_cmd --cmd_type=nvme --rw=write "
+          "--iodepth=32 --fixedbufs --registerfiles --size=$SIZE --io_size=$IO --output-format=json "
+          "--output=/tmp/fio.json")
+
+
+def vm_script(args):
+    """The busybox sh script the VM runs: a probe of fio at 1 MiB, then per run sluice for --seconds
+    (its table and stats JSON between markers), then fio writing what sluice wrote (at least
+    256 MiB) in commands of sluice's size (its JSON between markers)."""
+    sluice = ["/prog/sluice", *eal("vm", ["--no-huge", "-m", "1024"]), "--no-shconf",
+              *[a for p in VM_PLUGINS for a in ("-d", f"/prog/{p}")], "--", "-c", "/prog/sluice.yaml",
+              "--duration", f"{args.seconds:g}", "--stats-period", "1", "--stats-out", "/tmp/stats.json"]
+    return "\n".join([
+        "#!/bin/sh",
+        "SIZE=$(($(cat /sys/block/nvme0n1/size) * 512))",
+        # A passthrough command is one request: the kernel refuses (EINVAL) one larger than the
+        # controller's MDTS or than max_segments pages; say whether 1 MiB goes through.
+        "echo BENCH-LIMITS $(cat /sys/block/nvme0n1/queue/max_hw_sectors_kb) "
+        "$(cat /sys/block/nvme0n1/queue/max_segments)",
+        f"IO=33554432; {VM_FIO.replace('--iodepth', '--bs=1M --iodepth')} 2>/tmp/fio.err; "
+        "echo BENCH-FIO-1M $?; tail -n 1 /tmp/fio.err",
+        f"for run in $(seq 1 {args.runs}); do",
+        "  echo BENCH-SLUICE-BEGIN",
+        "  " + " ".join(sluice) + " >/tmp/sluice.log 2>&1",
+        "  rc=$?; cat /tmp/sluice.log; echo BENCH-SLUICE-END $rc",
+        "  [ $rc = 0 ] || exit $rc",
+        "  echo BENCH-STATS-BEGIN; cat /tmp/stats.json; echo; echo BENCH-STATS-END",
+        "  IO=$(sed -n 's/.*\"bytes_written\": *\\([0-9]*\\).*/\\1/p' /tmp/stats.json)",
+        "  [ \"$IO\" -ge 268435456 ] || IO=268435456",
+        "  BS=$(sed -n 's/.* \\([0-9]*\\) KiB a command.*/\\1/p' /tmp/sluice.log | head -n 1)",
+        "  [ -n \"$BS\" ] || BS=1024",
+        "  " + VM_FIO.replace("--iodepth", "--bs=${BS}k --iodepth") + " 2>/tmp/fio.err",
+        "  rc=$?; echo BENCH-FIO-BEGIN; cat /tmp/fio.json; echo BENCH-FIO-END $rc $BS",
+        "  [ $rc = 0 ] || { cat /tmp/fio.err; exit $rc; }",
+        "done",
+        ""])
+
+
+def between(text, begin, end):
+    """The pieces of text between lines starting with begin and with end, and the rest of each end line."""
+    return re.findall(rf"^{begin}\n(.*?)^{end} ?([^\n]*)$", text, re.M | re.S)
+
+
+def raw_vm(args):
+    """Part 1 on an emulated NVMe namespace in a VM (tools/nvme-vm): sluice's raw store through
+    io_uring passthrough on /dev/ng0n1 and fio's io_uring_cmd engine on the same namespace,
+    interleaved in one boot."""
+    fio = shutil.which("fio")
+    if not fio:
+        sys.exit("bench: --raw-vm needs fio on the host (it is copied into the VM)")
+    image = os.path.join(args.root, "build", "bench-capture-vm.img")
+    fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,SOURCE", "--target", os.path.dirname(image)],
+                        capture_output=True, text=True).stdout.strip()
+    with tempfile.TemporaryDirectory(prefix="sluice-bench-cap-vm-") as work:
+        traffic(os.path.join(work, "udp1518.pcap"), 1518)
+        write_config(work, "/dev/ng0n1", "/prog/udp1518.pcap", FLOWS, True)
+        script = os.path.join(work, "run.sh")
+        with open(script, "w") as f:
+            f.write(vm_script(args))
+        os.chmod(script, 0o755)
+        if os.path.exists(image):
+            os.unlink(image)
+        files = [os.path.join(args.root, "build", "app", "sluice"), fio, *[os.path.join(PMDS, p) for p in VM_PLUGINS],
+                 *[os.path.join(work, n) for n in ("udp1518.pcap", "flows.yaml", "sluice.yaml")]]
+        cmd = [sys.executable, os.path.join(args.root, "tools", "nvme-vm"), "--image", image, "--size", args.raw_vm,
+               "--memory", "2G", "--poll-queues", "1", "--timeout", str(120 + args.runs * (args.seconds + 90)),
+               *[a for f in files for a in ("--file", f)], "--", script]
+        started = time.monotonic()
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        took = time.monotonic() - started
+    device_bytes = os.path.getsize(image) if os.path.exists(image) else 0
+    if os.path.exists(image):
+        os.unlink(image)
+    if r.returncode == 77:
+        print(r.stdout.strip(), file=sys.stderr)
+        sys.exit(77)
+    out = r.stdout.replace("\r", "")
+    if r.returncode != 0:
+        print(out[-4000:] + r.stderr[-2000:], file=sys.stderr)
+        sys.exit(f"bench: the VM run exited {r.returncode}")
+    accel = re.search(r"nvme-vm: run\.sh exited \d+ \((\w+),", out)
+    accel = accel.group(1) if accel else "?"
+    limits = re.search(r"^BENCH-LIMITS (\d+) (\d+)", out, re.M)
+    probe = re.search(r"^BENCH-FIO-1M (\d+)\n(.*)$", out, re.M)
+    runs = between(out, "BENCH-SLUICE-BEGIN", "BENCH-SLUICE-END")
+    stats = [json.loads(t) for t, _ in between(out, "BENCH-STATS-BEGIN", "BENCH-STATS-END")]
+    fios = between(out, "BENCH-FIO-BEGIN", "BENCH-FIO-END")
+    if not runs or len(runs) != len(stats) or len(runs) != len(fios):
+        print(out[-4000:], file=sys.stderr)
+        sys.exit("bench: the VM's output lacks a run's markers")
+    completions = re.search(r"NVMe passthrough, completions (.*?)\), chunks of", runs[0][0])
+    sl, fi, ratios, bs = [], [], [], ""
+    for i, ((log, _), s, (fjson, fend)) in enumerate(zip(runs, stats, fios)):
+        samples = [tuple(int(x) for x in m) for m in TABLE.findall(log)]
+        gbs = per_second(samples, 4) / 1e9
+        written = s["capture"]["bytes_written"]
+        job = json.loads(fjson)["jobs"][0]["write"]
+        anchor = job["bw_bytes"] / 1e9
+        bs = fend.split()[1] if len(fend.split()) > 1 else "?"
+        sl.append(gbs)
+        fi.append(anchor)
+        ratios.append(gbs / anchor if anchor else 0)
+        print(f"run {i + 1}/{len(runs)}: sluice {gbs:.3f} GB/s ({written >> 20} MiB written, "
+              f"{s['capture']['dropped']} copies dropped), fio {anchor:.3f} GB/s ({job['io_bytes'] >> 20} MiB)",
+              file=sys.stderr)
+    one_mib = ("fio --bs=1M goes through" if probe and probe.group(1) == "0" else
+               "fio --bs=1M is refused: " + ("EINVAL" if probe and "Invalid argument" in probe.group(2) else
+                                            (probe.group(2).strip() if probe else "no probe output")))
+    ab_table(f"capture (raw store, NVMe passthrough): /dev/ng0n1 of {device_bytes >> 20} MiB, qemu's emulated "
+             f"NVMe controller ({accel}; image in {fs}, cache=none) -- an emulated device measures software "
+             f"cost (the guest's kernel, qemu, the host's file system behind qemu), not a drive\n"
+             f"--no-huge in the VM, chunks 1 MiB sent as {bs} KiB commands (max_hw_sectors_kb "
+             f"{limits.group(1) if limits else '?'}, max_segments {limits.group(2) if limits else '?'}: "
+             f"{one_mib}), queue depth 32, completions {completions.group(1) if completions else '?'}; "
+             f"{len(runs)} runs x {args.seconds:g} s, A/B interleaved with fio in one boot ({took:.0f} s)\n"
+             f"fio: --ioengine=io_uring_cmd --cmd_type=nvme --rw=write --bs={bs}k --iodepth=32 --fixedbufs "
+             f"--registerfiles, writing the bytes sluice wrote in its trial (at least 256 MiB)",
+             sl, fi, ratios, f"fio uring_cmd {bs}k qd32 GB/s", {"target": "raw-vm", "anchor": "fio-io_uring_cmd"},
+             {"device": "emulated", "measures": "software cost (guest kernel, qemu's emulated NVMe, the host's "
+              "file system behind it), not a drive", "accel": accel, "fio_bs_kib": int(bs) if bs.isdigit() else None,
+              "fio_flags": "--fixedbufs --registerfiles"})
 
 if __name__ == "__main__":
     main()
