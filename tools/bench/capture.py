@@ -19,10 +19,14 @@ With --raw-loop SIZE only part 1 runs, on the raw-device ring store: an image fi
 With --raw-vm SIZE only part 1 runs, in a VM (tools/nvme-vm, KVM or TCG) with an emulated NVMe
    controller on an image of SIZE under build/: capture.path /dev/ng0n1 (backend auto: io_uring
    NVMe passthrough), interleaved in one boot with `fio --ioengine=io_uring_cmd --cmd_type=nvme
-   --rw=write --iodepth=32 --fixedbufs --registerfiles` on the same namespace, writing the bytes
-   sluice wrote. fio's block size is sluice's command size (the kernel refuses a passthrough
-   command over MDTS or max_segments pages: 1 MiB is EINVAL on QEMU's default controller; the
-   header says). An emulated device measures software cost, not a drive.
+   --rw=write --iodepth=32 --fixedbufs --registerfiles --gtod_reduce=1` on the same namespace,
+   writing the bytes sluice wrote, and then sluice-bench-nvme (the store's queue pair alone: 1
+   MiB chunks around the ring at depth 32, no packets) writing them too. fio's block size is
+   sluice's command size (the kernel refuses a passthrough command over MDTS or max_segments
+   pages: 1 MiB is EINVAL on QEMU's default controller; the header says). Two ratios: sluice's
+   capture rate over fio's (under TCG the packet path on the emulated CPU limits it, not the
+   store), and the queue pair's over fio's. An emulated device measures software cost, not a
+   drive.
 3. Cycles per captured packet: what the capture lcore spends on the packets it dequeues (copy,
    pack, free: its capture.busy_cycles, not the polling around them) per packet recorded, with
    every packet captured, for 64, 512 and 1518 bytes.
@@ -297,15 +301,20 @@ def raw_loop(args, memory):
              {"target": "raw-loop", "anchor": "fio-io_uring"})
 
 
-def ab_table(header, sl, fi, ratios, fio_label, keys, extra=None):
-    """The throughput table of the raw stores and the JSON line: keys first, extra after."""
+def ab_table(header, sl, fi, ratios, fio_label, keys, extra=None, more=None):
+    """The throughput table of the raw stores and the JSON line: keys first, extra after; more:
+    (label, GB/s per run, ratio line) rows printed after fio's."""
     sluice_gbs, fio_gbs, ratio = statistics.median(sl), statistics.median(fi), statistics.median(ratios)
     spread = (max(ratios) - min(ratios)) / ratio if ratio else 0
     print(f"\n{header}")
     print(f"{'':28}{'median':>10}{'min':>8}{'max':>8}")
     print(f"{'sluice 1518 B GB/s':28}{sluice_gbs:10.3f}{min(sl):8.3f}{max(sl):8.3f}")
     print(f"{fio_label:28}{fio_gbs:10.3f}{min(fi):8.3f}{max(fi):8.3f}")
+    for label, values, _ in more or []:
+        print(f"{label:28}{statistics.median(values):10.3f}{min(values):8.3f}{max(values):8.3f}")
     print(f"ratio sluice/fio: {ratio:.3f} (spread {spread:.3f}; goal >= 0.95)")
+    for _, _, line in more or []:
+        print(line)
     out = {"suite": "capture", "target": keys["target"], "unit": "GB/s", "sluice": round(sluice_gbs, 3),
            "anchor": keys["anchor"], "anchor_value": round(fio_gbs, 3), "ratio": round(ratio, 3),
            "runs": len(ratios), "spread": round(spread, 3)}
@@ -316,7 +325,7 @@ PMDS = "/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0"
 VM_PLUGINS = ("librte_mempool_ring.so.23.0", "librte_net_pcap.so.23.0", "librte_net_null.so.23.0")
 # fio's command inside the VM; BS (KiB), IO (bytes) and SIZE (the namespace) come from the script.
 VM_FIO = ("/prog/fio --name=anchor --filename=/dev/ng0n1 --ioengine=io_uring_cmd --cmd_type=nvme --rw=write "
-          "--iodepth=32 --fixedbufs --registerfiles --size=$SIZE --io_size=$IO --output-format=json "
+          "--iodepth=32 --fixedbufs --registerfiles --gtod_reduce=1 --size=$SIZE --io_size=$IO --output-format=json "
           "--output=/tmp/fio.json")
 
 
@@ -349,6 +358,8 @@ def vm_script(args):
         "  " + VM_FIO.replace("--iodepth", "--bs=${BS}k --iodepth") + " 2>/tmp/fio.err",
         "  rc=$?; echo BENCH-FIO-BEGIN; cat /tmp/fio.json; echo BENCH-FIO-END $rc $BS",
         "  [ $rc = 0 ] || { cat /tmp/fio.err; exit $rc; }",
+        # The store's passthrough writes alone (no packets), the same bytes at the same depth.
+        "  /prog/sluice-bench-nvme /dev/ng0n1 $IO 32 || exit 1",
         "done",
         ""])
 
@@ -377,7 +388,8 @@ def raw_vm(args):
         os.chmod(script, 0o755)
         if os.path.exists(image):
             os.unlink(image)
-        files = [os.path.join(args.root, "build", "app", "sluice"), fio, *[os.path.join(PMDS, p) for p in VM_PLUGINS],
+        files = [os.path.join(args.root, "build", "app", "sluice"),
+                 os.path.join(args.root, "build", "tools", "sluice-bench-nvme"), fio, *[os.path.join(PMDS, p) for p in VM_PLUGINS],
                  *[os.path.join(work, n) for n in ("udp1518.pcap", "flows.yaml", "sluice.yaml")]]
         cmd = [sys.executable, os.path.join(args.root, "tools", "nvme-vm"), "--image", image, "--size", args.raw_vm,
                "--memory", "2G", "--poll-queues", "1", "--timeout", str(120 + args.runs * (args.seconds + 90)),
@@ -405,9 +417,13 @@ def raw_vm(args):
     if not runs or len(runs) != len(stats) or len(runs) != len(fios):
         print(out[-4000:], file=sys.stderr)
         sys.exit("bench: the VM's output lacks a run's markers")
+    qps = re.findall(r"^BENCH-QP (\d+) ([\d.]+) (\d+)", out, re.M)
+    if len(qps) != len(runs):
+        print(out[-4000:], file=sys.stderr)
+        sys.exit("bench: the VM's output lacks a queue-pair run")
     completions = re.search(r"NVMe passthrough, completions (.*?)\), chunks of", runs[0][0])
-    sl, fi, ratios, bs = [], [], [], ""
-    for i, ((log, _), s, (fjson, fend)) in enumerate(zip(runs, stats, fios)):
+    sl, fi, ratios, bs, qp, qp_ratios = [], [], [], "", [], []
+    for i, ((log, _), s, (fjson, fend), (qbytes, qsecs, _)) in enumerate(zip(runs, stats, fios, qps)):
         samples = [tuple(int(x) for x in m) for m in TABLE.findall(log)]
         gbs = per_second(samples, 4) / 1e9
         written = s["capture"]["bytes_written"]
@@ -417,12 +433,17 @@ def raw_vm(args):
         sl.append(gbs)
         fi.append(anchor)
         ratios.append(gbs / anchor if anchor else 0)
+        qgbs = int(qbytes) / float(qsecs) / 1e9 if float(qsecs) > 0 else 0
+        qp.append(qgbs)
+        qp_ratios.append(qgbs / anchor if anchor else 0)
         print(f"run {i + 1}/{len(runs)}: sluice {gbs:.3f} GB/s ({written >> 20} MiB written, "
-              f"{s['capture']['dropped']} copies dropped), fio {anchor:.3f} GB/s ({job['io_bytes'] >> 20} MiB)",
-              file=sys.stderr)
+              f"{s['capture']['dropped']} copies dropped), fio {anchor:.3f} GB/s ({job['io_bytes'] >> 20} MiB), "
+              f"queue pair alone {qgbs:.3f} GB/s", file=sys.stderr)
     one_mib = ("fio --bs=1M goes through" if probe and probe.group(1) == "0" else
                "fio --bs=1M is refused: " + ("EINVAL" if probe and "Invalid argument" in probe.group(2) else
                                             (probe.group(2).strip() if probe else "no probe output")))
+    qr = statistics.median(qp_ratios)
+    qspread = (max(qp_ratios) - min(qp_ratios)) / qr if qr else 0
     ab_table(f"capture (raw store, NVMe passthrough): /dev/ng0n1 of {device_bytes >> 20} MiB, qemu's emulated "
              f"NVMe controller ({accel}; image in {fs}, cache=none) -- an emulated device measures software "
              f"cost (the guest's kernel, qemu, the host's file system behind qemu), not a drive\n"
@@ -431,11 +452,16 @@ def raw_vm(args):
              f"{one_mib}), queue depth 32, completions {completions.group(1) if completions else '?'}; "
              f"{len(runs)} runs x {args.seconds:g} s, A/B interleaved with fio in one boot ({took:.0f} s)\n"
              f"fio: --ioengine=io_uring_cmd --cmd_type=nvme --rw=write --bs={bs}k --iodepth=32 --fixedbufs "
-             f"--registerfiles, writing the bytes sluice wrote in its trial (at least 256 MiB)",
+             f"--registerfiles --gtod_reduce=1, writing the bytes sluice wrote in its trial (at least 256 MiB); then "
+             f"sluice-bench-nvme, the store's queue pair alone (1 MiB chunks from 34 registered buffers "
+             f"around the ring, depth 32, no packets), the same bytes",
              sl, fi, ratios, f"fio uring_cmd {bs}k qd32 GB/s", {"target": "raw-vm", "anchor": "fio-io_uring_cmd"},
              {"device": "emulated", "measures": "software cost (guest kernel, qemu's emulated NVMe, the host's "
               "file system behind it), not a drive", "accel": accel, "fio_bs_kib": int(bs) if bs.isdigit() else None,
-              "fio_flags": "--fixedbufs --registerfiles"})
+              "fio_flags": "--fixedbufs --registerfiles --gtod_reduce=1", "queue_pair": round(statistics.median(qp), 3),
+              "queue_pair_ratio": round(qr, 3), "queue_pair_spread": round(qspread, 3)},
+             [("queue pair alone GB/s", qp, f"ratio queue pair/fio: {qr:.3f} (spread {qspread:.3f}; the "
+               "passthrough store's write path without the packet path the emulated CPU slows)")])
 
 if __name__ == "__main__":
     main()
