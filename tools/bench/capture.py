@@ -281,24 +281,49 @@ def raw_loop(args, memory):
         with tempfile.TemporaryDirectory(prefix="sluice-bench-cap-") as work:
             pcap = os.path.join(work, "udp1518.pcap")
             traffic(pcap, 1518)
-            sl, fi, ratios = [], [], []
+            sl, fi, ratios, qp, qp_ratios = [], [], [], [], []
             for run in range(args.runs):
                 samples, s, _ = sluice_run(args, work, dev, pcap, FLOWS, args.seconds, f"r{run}")
                 gbs = per_second(samples, 4) / 1e9
                 written = s["capture"]["bytes_written"]
                 anchor = fio_run(dev, max(written, 256 << 20), device_bytes) / 1e9
+                qgbs = queue_pair_run(args.root, dev, max(written, 256 << 20))
                 sl.append(gbs)
                 fi.append(anchor)
                 ratios.append(gbs / anchor if anchor else 0)
+                qp.append(qgbs)
+                qp_ratios.append(qgbs / anchor if anchor else 0)
                 print(f"run {run + 1}/{args.runs}: sluice {gbs:.3f} GB/s ({written >> 20} MiB written, "
-                      f"{s['capture']['dropped']} copies dropped), fio {anchor:.3f} GB/s", file=sys.stderr)
+                      f"{s['capture']['dropped']} copies dropped), fio {anchor:.3f} GB/s, queue pair alone "
+                      f"{qgbs:.3f} GB/s", file=sys.stderr)
     finally:
         subprocess.run(["losetup", "-d", dev])
         os.unlink(image)
     ab_table(f"capture (raw-device store): loop device of {device_bytes >> 20} MiB (--direct-io=on) on an "
              f"image in {fs}, {memory}, chunks 1 MiB, queue depth 32, {args.runs} runs x {args.seconds:.0f} s, "
-             f"A/B interleaved with fio on the same device", sl, fi, ratios, "fio io_uring 1M qd32 GB/s",
-             {"target": "raw-loop", "anchor": "fio-io_uring"})
+             f"A/B interleaved with fio and the queue pair alone (sluice-bench-nvme: 1 MiB chunks around the "
+             f"ring, depth 32, no packets) on the same device", sl, fi, ratios, "fio io_uring 1M qd32 GB/s",
+             {"target": "raw-loop", "anchor": "fio-io_uring"}, *queue_pair_rows(qp, qp_ratios))
+
+
+def queue_pair_run(root, dev, nbytes):
+    """GB/s of sluice-bench-nvme: the store's queue pair alone writing nbytes around dev."""
+    out = subprocess.run([os.path.join(root, "build", "tools", "sluice-bench-nvme"), dev, str(nbytes), "32"],
+                         capture_output=True, text=True)
+    m = re.search(r"^BENCH-QP (\d+) ([\d.]+)", out.stdout, re.M)
+    if out.returncode != 0 or not m:
+        sys.exit(f"bench: sluice-bench-nvme failed: {out.stderr.strip()}")
+    return int(m.group(1)) / float(m.group(2)) / 1e9
+
+
+def queue_pair_rows(qp, qp_ratios):
+    """ab_table's extra JSON keys and row for the queue pair alone."""
+    qr = statistics.median(qp_ratios)
+    qspread = (max(qp_ratios) - min(qp_ratios)) / qr if qr else 0
+    return ({"queue_pair": round(statistics.median(qp), 3), "queue_pair_ratio": round(qr, 3),
+             "queue_pair_spread": round(qspread, 3)},
+            [("queue pair alone GB/s", qp, f"ratio queue pair/fio: {qr:.3f} (spread {qspread:.3f}; the store's "
+              "write path without the packet path)")])
 
 
 def ab_table(header, sl, fi, ratios, fio_label, keys, extra=None, more=None):
@@ -442,8 +467,7 @@ def raw_vm(args):
     one_mib = ("fio --bs=1M goes through" if probe and probe.group(1) == "0" else
                "fio --bs=1M is refused: " + ("EINVAL" if probe and "Invalid argument" in probe.group(2) else
                                             (probe.group(2).strip() if probe else "no probe output")))
-    qr = statistics.median(qp_ratios)
-    qspread = (max(qp_ratios) - min(qp_ratios)) / qr if qr else 0
+    extra, rows = queue_pair_rows(qp, qp_ratios)
     ab_table(f"capture (raw store, NVMe passthrough): /dev/ng0n1 of {device_bytes >> 20} MiB, qemu's emulated "
              f"NVMe controller ({accel}; image in {fs}, cache=none) -- an emulated device measures software "
              f"cost (the guest's kernel, qemu, the host's file system behind qemu), not a drive\n"
@@ -458,10 +482,7 @@ def raw_vm(args):
              sl, fi, ratios, f"fio uring_cmd {bs}k qd32 GB/s", {"target": "raw-vm", "anchor": "fio-io_uring_cmd"},
              {"device": "emulated", "measures": "software cost (guest kernel, qemu's emulated NVMe, the host's "
               "file system behind it), not a drive", "accel": accel, "fio_bs_kib": int(bs) if bs.isdigit() else None,
-              "fio_flags": "--fixedbufs --registerfiles --gtod_reduce=1", "queue_pair": round(statistics.median(qp), 3),
-              "queue_pair_ratio": round(qr, 3), "queue_pair_spread": round(qspread, 3)},
-             [("queue pair alone GB/s", qp, f"ratio queue pair/fio: {qr:.3f} (spread {qspread:.3f}; the "
-               "passthrough store's write path without the packet path the emulated CPU slows)")])
+              "fio_flags": "--fixedbufs --registerfiles --gtod_reduce=1", **extra}, rows)
 
 if __name__ == "__main__":
     main()

@@ -1,14 +1,18 @@
-// The raw store's write path alone, for tools/bench/run capture --raw-vm: the passthrough queue
-// pair writing 1 MiB chunks (as many commands each as the namespace's transfer limit needs)
-// around a namespace the way the capture lcore does (queue depth D, D + 2 registered chunk
-// buffers, a write issued as soon as one completes, the ring of slots after a 4 KiB header),
-// beside fio's io_uring_cmd engine on the same /dev/ngXnY. No packets: what sluice's store
-// costs above fio on the storage side, without the packet path the VM's emulated CPU slows.
+// The raw store's write path alone, for tools/bench/run capture --raw-vm and --raw-loop: the
+// queue pair writing 1 MiB chunks around a device the way the capture lcore does (queue depth D,
+// D + 2 registered chunk buffers, a write issued as soon as one completes, the ring of slots
+// after a 4 KiB header): passthrough on /dev/ngXnY (each chunk as many NVMe commands as the
+// transfer limit needs), the block backend with O_DIRECT on a block device. No packets: what
+// sluice's store costs beside fio on the same device, apart from the packet path.
 //
 //   sluice-bench-nvme DEVICE BYTES DEPTH
 //
 // Prints one line: BENCH-QP <bytes written> <seconds> <commands> <completions mode>.
 // Exit 0, or 1 with the reason.
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
@@ -51,17 +55,33 @@ int main(int argc, char** argv) {
   if (argc != 4) return die("usage: sluice-bench-nvme DEVICE BYTES DEPTH");
   const uint64_t bytes = std::strtoull(argv[2], nullptr, 0);
   const unsigned depth = static_cast<unsigned>(std::strtoul(argv[3], nullptr, 0));
-  auto ns = open_passthru(argv[1]);
-  if (!ns) return die(ns.error());
-  const uint64_t slots = (ns->size - kHeader) / kChunk;
+  // A namespace's char device: passthrough; anything else (a block device, a loop device): the
+  // block backend with O_DIRECT, as the raw store on a block device.
+  struct stat st {};
+  const bool passthru = stat(argv[1], &st) == 0 && S_ISCHR(st.st_mode);
+  Namespace ns;
+  Target target;
+  uint64_t size = 0;
+  if (passthru) {
+    auto n = open_passthru(argv[1]);
+    if (!n) return die(n.error());
+    ns = *n;
+    size = ns.size;
+  } else {
+    auto t = open_target(argv[1], O_WRONLY, 0, false);
+    if (!t) return die(t.error());
+    target = *t;
+    size = t->size;
+  }
+  const uint64_t slots = (size - kHeader) / kChunk;
   if (slots < 2 || depth == 0) return die("the namespace holds fewer than two chunks, or depth 0");
 
   std::vector<Chunk> chunks(depth + 2);
   QueuePairOptions qo;
   qo.depth = depth;
   qo.requests = depth + 8;
-  qo.passthru = true;
-  qo.iopoll = ns->poll_queues;
+  qo.passthru = passthru;
+  qo.iopoll = passthru && ns.poll_queues;
   for (Chunk& k : chunks) {
     k.buf = static_cast<uint8_t*>(std::aligned_alloc(4096, kChunk));
     if (k.buf == nullptr) return die("out of memory");
@@ -70,7 +90,7 @@ int main(int argc, char** argv) {
   }
   auto qp = QueuePair::create(qo);
   if (!qp) return die(qp.error());
-  auto file = (*qp)->add_namespace(*ns);
+  auto file = passthru ? (*qp)->add_namespace(ns) : (*qp)->add_file(target.fd);
   if (!file) return die(file.error());
 
   const auto start = std::chrono::steady_clock::now();
@@ -97,6 +117,7 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>((*qp)->stats().submitted),
               (*qp)->completions().c_str());
   qp->reset();
-  close_passthru(*ns);
+  if (passthru) close_passthru(ns);
+  if (target.fd >= 0) close(target.fd);
   return 0;
 }
