@@ -26,6 +26,10 @@ std::string path_state(const config::CaptureConfig& c) {
   const std::string& path = c.path;
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) {
+    if (c.backend == config::CaptureBackend::kPassthru) {
+      auto k = capture::raw_kind(c);
+      return "MISSING: " + (k ? std::string("sluice will not start") : k.error());
+    }
     return fmt::format("MISSING: sluice will not start until it exists (mkdir -p {})", path);
   }
   if (S_ISDIR(st.st_mode) && c.backend == config::CaptureBackend::kPassthru) {

@@ -251,6 +251,13 @@ void check_capture(const Plan& p, std::vector<Check>& out) {
   }
   const auto& c = *p.app.capture;
   struct stat st {};
+  if (stat(c.path.c_str(), &st) != 0 && c.backend == config::CaptureBackend::kPassthru) {
+    auto k = capture::raw_kind(c);
+    out.push_back({"capture path", Status::kFail, k ? c.path + " does not exist" : k.error(),
+                   "point capture.path at a namespace's generic char device (ls /dev/ng*), or "
+                   "set capture.backend: auto for a directory"});
+    return;
+  }
   if (stat(c.path.c_str(), &st) != 0) {
     out.push_back(
         {"capture path", Status::kFail,
@@ -264,8 +271,11 @@ void check_capture(const Plan& p, std::vector<Check>& out) {
     // The raw-device ring store: no filesystem, so no free space or O_DIRECT to probe.
     if (auto k = capture::raw_kind(c); !k) {
       out.push_back({"capture path", Status::kFail, k.error(),
-                     "set capture.backend: passthru (or auto) for an NVMe generic device "
-                     "/dev/ngXnY, or point capture.path at a directory or a block device"});
+                     c.backend == config::CaptureBackend::kPassthru
+                         ? "point capture.path at a namespace's generic char device /dev/ngXnY, "
+                           "or set capture.backend: auto for a directory or a block device"
+                         : "set capture.backend: passthru (or auto) for an NVMe generic device "
+                           "/dev/ngXnY, or point capture.path at a directory or a block device"});
       return;
     }
     const capture::RawDeviceState d = capture::describe_raw_device(c);

@@ -404,7 +404,10 @@ void CaptureLcore::on_write(Chunk* c, const nvme::Completion& done) noexcept {
     }
   } else {
     counters_.dropped.add(c->packets);
-    begin_episode(s->part_path, std::strerror(-done.status));
+    begin_episode(s->part_path, done.nvme_status != 0
+                                    ? fmt::format("{}, NVMe status {:#x}",
+                                                  std::strerror(-done.status), done.nvme_status)
+                                    : std::string(std::strerror(-done.status)));
     if (!s->failed || c->offset < s->fail_offset) s->fail_offset = c->offset;
     if (raw_fd_ < 0) {
       s->failed = true;

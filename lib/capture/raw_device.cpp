@@ -69,8 +69,12 @@ struct DeviceIo {
       return Error{fmt::format("cannot read {}: {}", path, std::strerror(errno))};
     return {};
   }
+  // Durable when it returns too: the header written after it must not outlive the zeroes.
   Result<void> zero(uint64_t off, uint64_t len) const {
-    if (ns != nullptr) return nvme::zero_sync(*ns, off, len);
+    if (ns != nullptr) {
+      if (auto z = nvme::zero_sync(*ns, off, len); !z) return z;
+      return nvme::flush_sync(*ns);
+    }
     uint64_t range[2] = {off, len};
     if (ioctl(fd, BLKZEROOUT, range) != 0)
       return Error{fmt::format("cannot zero {} (BLKZEROOUT): {}", path, std::strerror(errno))};
@@ -209,7 +213,13 @@ Result<RawDevice> open_raw_device(const config::CaptureConfig& cfg, RawKind kind
   uint32_t block = 0;
   if (kind == RawKind::kPassthru) {
     auto ns = nvme::open_passthru(cfg.path);
-    if (!ns) return Error{where + "capture.backend: passthru: " + ns.error()};
+    if (!ns) {
+      return Error{where +
+                   (cfg.backend == config::CaptureBackend::kPassthru
+                        ? "capture.backend: passthru: "
+                        : "capture.backend: auto chose NVMe passthrough for a char device: ") +
+                   ns.error()};
+    }
     dev.ns = *ns;
     dev.fd = ns->fd;
     size = ns->size;

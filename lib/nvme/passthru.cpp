@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -62,14 +63,19 @@ Result<void> identify(int fd, uint32_t nsid, uint32_t cns, uint8_t* data) {
   return {};
 }
 
+// The sysfs queue directory of the namespace's block device (/dev/ngXnY shares its queue
+// limits with /dev/nvmeXnY), or "".
+std::string queue_dir(const std::string& ng_path) {
+  const std::string blk = block_device_of(ng_path);
+  if (blk.empty()) return "";
+  return "/sys/block/" + blk.substr(blk.rfind('/') + 1) + "/queue/";
+}
+
 // The kernel maps a user buffer page by page: a command may not need more segments than the
 // queue allows (worst case one 4 KiB page each) nor more than max_hw_sectors.
 uint64_t queue_limit(const std::string& ng_path) {
-  // /dev/ngXnY shares its queue limits with the block device /dev/nvmeXnY.
-  const auto slash = ng_path.rfind('/');
-  std::string name = ng_path.substr(slash == std::string::npos ? 0 : slash + 1);
-  if (name.rfind("ng", 0) != 0) return 0;
-  const std::string queue = "/sys/block/nvme" + name.substr(2) + "/queue/";
+  const std::string queue = queue_dir(ng_path);
+  if (queue.empty()) return 0;
   uint64_t limit = 0;
   if (const uint64_t kb = read_number(queue + "max_hw_sectors_kb"); kb > 0) limit = kb * 1024;
   if (const uint64_t segs = read_number(queue + "max_segments"); segs > 0) {
@@ -203,18 +209,18 @@ void close_passthru(Namespace& ns) noexcept {
   ns.fd = -1;
 }
 
-Result<void> check_range(const Namespace& ns, uint64_t offset, uint64_t len) {
-  if (len == 0) return Error{fmt::format("{}: a write of 0 bytes", ns.path)};
+Result<void> check_range(const Namespace& ns, uint64_t offset, uint64_t len, const char* op) {
+  if (len == 0) return Error{fmt::format("{}: a {} of 0 bytes", ns.path, op)};
   if ((offset | len) & (ns.lba_size - 1))
     return Error{fmt::format(
-        "{}: write of {} bytes at offset {} is not aligned to the {}-byte LBA size: offsets "
+        "{}: {} of {} bytes at offset {} is not aligned to the {}-byte LBA size: offsets "
         "and lengths must be multiples of it",
-        ns.path, len, offset, ns.lba_size)};
+        ns.path, op, len, offset, ns.lba_size)};
   if (offset > ns.size || len > ns.size - offset)
     return Error{
-        fmt::format("{}: write of {} bytes at offset {} ends past the namespace ({} "
+        fmt::format("{}: {} of {} bytes at offset {} ends past the namespace ({} "
                     "bytes)",
-                    ns.path, len, offset, ns.size)};
+                    ns.path, op, len, offset, ns.size)};
   return {};
 }
 
@@ -244,7 +250,8 @@ std::string command_error(const Namespace& ns, const char* what, uint64_t offset
 
 Result<void> transfer(const Namespace& ns, uint8_t opcode, const char* what, void* buf,
                       uint64_t len, uint64_t offset, uint32_t flags) {
-  if (auto r = check_range(ns, offset, len); !r) return r;
+  if (auto r = check_range(ns, offset, len, opcode == kNvmeCmdRead ? "read" : "write"); !r)
+    return r;
   auto* p = static_cast<uint8_t*>(buf);
   for (uint64_t done = 0; done < len;) {
     const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(len - done, ns.max_transfer));
@@ -255,8 +262,28 @@ Result<void> transfer(const Namespace& ns, uint8_t opcode, const char* what, voi
   return {};
 }
 
-// NVMe generic status: Invalid Command Opcode (SCT 0, SC 1).
+// The status code type and code of a completion's status field (the ioctl returns it without
+// the phase bit: bits 10:8 SCT, 7:0 SC; CRD, More and DNR above them are dropped here).
+constexpr int status_code(int rc) {
+  return rc & 0x7ff;
+}
+// Generic command status: Invalid Command Opcode, Invalid Field in Command.
 constexpr int kNvmeInvalidOpcode = 0x1;
+constexpr int kNvmeInvalidField = 0x2;
+
+// Writes [offset, offset + len) with zero buffers.
+Result<void> zero_by_writes(const Namespace& ns, uint64_t offset, uint64_t len) {
+  std::unique_ptr<uint8_t, FreeDeleter> zeros(
+      static_cast<uint8_t*>(std::aligned_alloc(kNvmeMinPage, ns.max_transfer)));
+  if (!zeros) return Error{"out of memory for a zero buffer"};
+  std::memset(zeros.get(), 0, ns.max_transfer);
+  for (uint64_t at = 0; at < len;) {
+    const uint64_t m = std::min<uint64_t>(len - at, ns.max_transfer);
+    if (auto r = write_sync(ns, zeros.get(), m, offset + at, false); !r) return r;
+    at += m;
+  }
+  return {};
+}
 
 }  // namespace
 
@@ -271,24 +298,25 @@ Result<void> write_sync(const Namespace& ns, const void* buf, uint64_t len, uint
 }
 
 Result<void> zero_sync(const Namespace& ns, uint64_t offset, uint64_t len) {
-  if (auto r = check_range(ns, offset, len); !r) return r;
-  const uint64_t step = uint64_t{kNvmeMaxBlocksPerCommand} << ns.lba_shift;
+  if (auto r = check_range(ns, offset, len, "Write Zeroes"); !r) return r;
+  // The controller's own limit as the kernel read it (WZSL; 0: the kernel does not send Write
+  // Zeroes to this device, a quirk or no support), else the 16-bit block count's.
+  uint64_t step = uint64_t{kNvmeMaxBlocksPerCommand} << ns.lba_shift;
+  if (const std::string q = queue_dir(ns.path); !q.empty()) {
+    std::ifstream in(q + "write_zeroes_max_bytes");
+    uint64_t limit = 0;
+    if (in >> limit) {
+      if (limit < ns.lba_size) return zero_by_writes(ns, offset, len);
+      step = std::min(step, limit & ~uint64_t{ns.lba_size - 1});
+    }
+  }
   for (uint64_t done = 0; done < len;) {
     const uint64_t n = std::min(len - done, step);
     const int rc = io_command(ns, kNvmeCmdWriteZeroes, nullptr, 0, offset + done,
                               static_cast<uint32_t>(n >> ns.lba_shift), 0);
-    if (rc == kNvmeInvalidOpcode && done == 0) {
-      // No Write Zeroes on this controller: write zero buffers.
-      std::unique_ptr<uint8_t, FreeDeleter> zeros(
-          static_cast<uint8_t*>(std::aligned_alloc(kNvmeMinPage, ns.max_transfer)));
-      if (!zeros) return Error{"out of memory for a zero buffer"};
-      std::memset(zeros.get(), 0, ns.max_transfer);
-      for (uint64_t at = 0; at < len;) {
-        const uint64_t m = std::min<uint64_t>(len - at, ns.max_transfer);
-        if (auto r = write_sync(ns, zeros.get(), m, offset + at, false); !r) return r;
-        at += m;
-      }
-      return {};
+    if (rc > 0 && done == 0 &&
+        (status_code(rc) == kNvmeInvalidOpcode || status_code(rc) == kNvmeInvalidField)) {
+      return zero_by_writes(ns, offset, len);  // no (usable) Write Zeroes on this controller
     }
     if (rc != 0) return Error{command_error(ns, "Write Zeroes", offset + done, rc)};
     done += n;
@@ -303,9 +331,12 @@ Result<void> flush_sync(const Namespace& ns) {
 }
 
 std::string block_device_of(const std::string& ng_path) {
-  const auto slash = ng_path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "" : ng_path.substr(0, slash + 1);
-  const std::string name = ng_path.substr(slash == std::string::npos ? 0 : slash + 1);
+  // Through symlinks (a udev alias) to the device's own name.
+  char real[PATH_MAX];
+  const std::string path = ::realpath(ng_path.c_str(), real) != nullptr ? real : ng_path;
+  const auto slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
+  const std::string name = path.substr(slash == std::string::npos ? 0 : slash + 1);
   if (name.rfind("ng", 0) != 0 || name.size() < 5) return "";
   return dir + "nvme" + name.substr(2);
 }

@@ -68,7 +68,8 @@ void close_passthru(Namespace& ns) noexcept;
 // Whether [offset, offset + len) is a valid write on ns: LBA-aligned, non-empty, inside the
 // namespace. The error says which rule is broken (the queue pair's write() returns -EINVAL
 // for the same cases).
-Result<void> check_range(const Namespace& ns, uint64_t offset, uint64_t len);
+Result<void> check_range(const Namespace& ns, uint64_t offset, uint64_t len,
+                         const char* op = "write");
 
 // Synchronous I/O through the passthrough ioctl (NVME_IOCTL_IO_CMD), for the control path
 // only (opening a store, sluice-capture): each call waits for its commands, split at
@@ -78,14 +79,16 @@ Result<void> read_sync(const Namespace& ns, void* buf, uint64_t len, uint64_t of
 // flags: kWriteFua from queue_pair.h (force unit access: durable when this returns).
 Result<void> write_sync(const Namespace& ns, const void* buf, uint64_t len, uint64_t offset,
                         bool fua);
-// Write Zeroes over [offset, offset + len); where the controller lacks the command (Invalid
-// Command Opcode) the range is written with zero buffers instead.
+// Write Zeroes over [offset, offset + len), in commands within the controller's limit (the
+// kernel's write_zeroes_max_bytes); where the controller lacks the command (Invalid Opcode or
+// Field, or a limit of 0) the range is written with zero buffers instead. Not durable until a
+// flush_sync.
 Result<void> zero_sync(const Namespace& ns, uint64_t offset, uint64_t len);
 // NVMe Flush: what completed is on the medium (the volatile write cache written back).
 Result<void> flush_sync(const Namespace& ns);
 
-// The block device of the same namespace (/dev/ngXnY -> /dev/nvmeXnY), or "" when the name is
-// not of that form.
+// The block device of the same namespace (/dev/ngXnY -> /dev/nvmeXnY, through symlinks), or ""
+// when the device's name is not of that form.
 std::string block_device_of(const std::string& ng_path);
 
 }  // namespace sluice::nvme

@@ -528,7 +528,7 @@ def bad_input(sluice, data):
         check("backend-passthru-file: the file is untouched", open(regular).read() == "not a directory\n")
         # A character device that is no NVMe namespace: auto tries passthrough and says why not.
         attempt("path-chardev", "/dev/null", 2, "name a namespace's generic char device /dev/ngXnY", "path",
-                r"capture\.path: capture\.backend: passthru: /dev/null is not an NVMe device")
+                r"capture\.path: capture\.backend: auto chose NVMe passthrough for a char device: /dev/null is not an NVMe device")
         attempt("backend-uring-chardev", "/dev/null", 2, "use backend: passthru or auto", "path",
                 r"capture\.path: /dev/null is a character device", backend="uring")
         attempt("lcore-worker", store, 1, "expected an lcore of its own", "lcore", r"capture\.lcore: lcore 1 is also a worker lcore", lcore=1)

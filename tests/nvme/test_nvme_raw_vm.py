@@ -92,7 +92,7 @@ def script(eal, runs):
     lines = ["#!/bin/sh", "mkdir -p /tmp /var/run", f"EAL='{eal}'",
              "md5() { echo \"=== MD5 $1 $(dd if=/dev/nvme0n1 bs=1M 2>/dev/null | md5sum | cut -d' ' -f1)\"; }",
              "verify() { echo \"=== BEGIN VERIFY $1\"; /prog/sluice-capture verify --json /dev/ng0n1; "
-             "echo; echo \"=== RC VERIFY $1 $?\"; }",
+             "rc=$?; echo; echo \"=== RC VERIFY $1 $rc\"; }",
              "run() { tag=$1; secs=$2; echo \"=== BEGIN $tag\"; "
              "/prog/sluice $EAL -- -c /prog/$tag.yaml --duration $secs --stats-out /tmp/$tag.json 2>&1; "
              "echo \"=== RC $tag $?\"; if [ -f /tmp/$tag.json ]; then echo \"=== STATS $tag\"; "

@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
     target = *t;
     size = t->size;
   }
-  const uint64_t slots = (size - kHeader) / kChunk;
+  const uint64_t slots = size > kHeader ? (size - kHeader) / kChunk : 0;
   if (slots < 2 || depth == 0) return die("the namespace holds fewer than two chunks, or depth 0");
 
   std::vector<Chunk> chunks(depth + 2);

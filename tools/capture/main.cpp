@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -181,15 +182,21 @@ struct Input {
 bool has_raw_header(const std::string& path, std::string* why) {
   struct stat st {};
   if (stat(path.c_str(), &st) == 0 && S_ISCHR(st.st_mode)) {
-    std::string error;
-    auto m = Mapped::open(path, &error);  // the header first: the store only if there is one
-    if (!m) {
-      *why = error;
+    // An NVMe namespace: its first block with one Read (the store itself is read later).
+    auto ns = nvme::open_passthru(path);
+    if (!ns) {
+      *why = ns.error();
       return false;
     }
-    const RawHeaderRead r = decode_raw_header(m->data(), m->size());
-    *why = r.why;
-    return r.state == RawHeaderState::kValid;
+    void* head = std::aligned_alloc(4096, kRawHeaderBytes);
+    auto r = head != nullptr ? nvme::read_sync(*ns, head, kRawHeaderBytes, 0)
+                             : Result<void>(Error{"out of memory"});
+    nvme::close_passthru(*ns);
+    RawHeaderRead h;
+    if (r) h = decode_raw_header(static_cast<const uint8_t*>(head), kRawHeaderBytes);
+    std::free(head);
+    *why = r ? h.why : r.error();
+    return r && h.state == RawHeaderState::kValid;
   }
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {

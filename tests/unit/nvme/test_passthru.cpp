@@ -162,6 +162,58 @@ TEST(CheckRange, AlignmentAndBounds) {
   EXPECT_TRUE(contains(past.error(), "past the namespace")) << past.error();
 }
 
+TEST(CheckRange, NamesTheOperation) {
+  const Namespace ns = fake_namespace(-1);
+  auto r = check_range(ns, 512, 4096, "read");
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(contains(r.error(), "read of 4096 bytes at offset 512")) << r.error();
+}
+
+TEST(BlockDeviceOf, GenericNameAndSymlink) {
+  EXPECT_EQ(block_device_of("/dev/ng0n1"), "/dev/nvme0n1");
+  EXPECT_EQ(block_device_of("/dev/ng12n3"), "/dev/nvme12n3");
+  EXPECT_EQ(block_device_of("/dev/nvme0n1"), "");
+  EXPECT_EQ(block_device_of("/dev/null"), "");
+  // A udev alias: the real device's name counts, not the link's.
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("sluice-ng-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  {
+    FILE* f = std::fopen((dir / "ng3n2").c_str(), "w");
+    if (f) std::fclose(f);
+  }
+  fs::create_symlink(dir / "ng3n2", dir / "capture-disk");
+  EXPECT_EQ(block_device_of((dir / "capture-disk").string()), (dir / "nvme3n2").string());
+  fs::remove_all(dir);
+}
+
+TEST(SyncIo, ErrorsNameTheCommandAndRange) {
+  // A namespace whose fd is a regular file: the passthrough ioctl is refused (ENOTTY), and
+  // each call says which command failed where; bad ranges are refused before any ioctl.
+  const std::string path = temp_file();
+  const int fd = ::open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  Namespace ns = fake_namespace(fd);
+  std::vector<uint8_t> buf(8192);
+  auto r = read_sync(ns, buf.data(), 4096, 4096);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(contains(r.error(), "Read at offset 4096 failed")) << r.error();
+  auto w = write_sync(ns, buf.data(), 4096, 0, true);
+  ASSERT_FALSE(w.ok());
+  EXPECT_TRUE(contains(w.error(), "Write (FUA) at offset 0 failed")) << w.error();
+  auto z = zero_sync(ns, 0, 8192);
+  ASSERT_FALSE(z.ok());
+  EXPECT_TRUE(contains(z.error(), "Write Zeroes at offset 0 failed")) << z.error();
+  auto f = flush_sync(ns);
+  ASSERT_FALSE(f.ok());
+  EXPECT_TRUE(contains(f.error(), "Flush")) << f.error();
+  auto bad = read_sync(ns, buf.data(), 100, 0);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(contains(bad.error(), "read of 100 bytes")) << bad.error();
+  ::close(fd);
+  std::remove(path.c_str());
+}
+
 struct Result1 {
   int calls = 0;
   Completion c;
