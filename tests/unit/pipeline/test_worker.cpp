@@ -79,28 +79,29 @@ class WorkerTest : public ::testing::Test {
     rte_mempool_free(pool_);
   }
 
-  // Rules: udp dst 53 -> forward to port 1, mirror to port 0; udp dst 23 -> drop;
-  // default forward to port 1.
+  // Rules: udp dst 53 -> forward to port 1, mirror to port 0; udp dst 23 -> drop; udp dst 123
+  // -> forward to port 1 (no mirror); default forward to port 1.
   // Sets up w (the fixture's worker unless given) with a new rule store.
   void make_worker(uint16_t burst = 32, uint32_t flow_cache = flow::FlowCache::kDefaultEntries,
                    Worker* w = nullptr, bool capture = false) {
     Worker& wk = w != nullptr ? *w : w_;
     config::Flows flows;
     flows.fallback = {config::Action::kForward, 1};
-    config::Rule dns;
-    dns.name = "dns";
-    dns.match.proto = 17;
-    dns.match.dst_port = config::PortRange{53, 53};
-    dns.action = config::Action::kForward;
-    dns.to = 1;
+    auto udp_rule = [capture](const char* name, uint16_t dport, config::Action action) {
+      config::Rule r;
+      r.name = name;
+      r.match.proto = 17;
+      r.match.dst_port = config::PortRange{dport, dport};
+      r.action = action;
+      r.capture = capture;
+      if (action == config::Action::kForward) r.to = 1;
+      return r;
+    };
+    config::Rule dns = udp_rule("dns", 53, config::Action::kForward);
     dns.mirror = 0;
-    config::Rule telnet;
-    telnet.name = "telnet";
-    telnet.match.proto = 17;
-    telnet.match.dst_port = config::PortRange{23, 23};
-    telnet.action = config::Action::kDrop;
-    dns.capture = telnet.capture = capture;
-    flows.rules = {dns, telnet};
+    const config::Rule telnet = udp_rule("telnet", 23, config::Action::kDrop);
+    const config::Rule ntp = udp_rule("ntp", 123, config::Action::kForward);
+    flows.rules = {dns, telnet, ntp};
     auto s = flow::RuleStore::create(std::make_shared<const config::Flows>(std::move(flows)),
                                      {SOCKET_ID_ANY}, SOCKET_ID_ANY, "wt");
     ASSERT_TRUE(s.ok()) << s.error();
@@ -250,6 +251,56 @@ TEST_F(WorkerTest, ForwardsByDefaultAndDropsByRule) {
   EXPECT_EQ(hits(1).packets.get(), 1u);
   EXPECT_EQ(hits(1).bytes.get(), telnet.size());
   EXPECT_EQ(w_.counters.fallback.packets.get(), 1u);
+}
+
+// A whole burst on one rule that only forwards takes the short way (one count, the burst as it
+// came to the port): the same frames in order, the rule's packets and bytes exact; a burst
+// with one packet elsewhere, or a rule that captures, takes the long way with the same result.
+TEST_F(WorkerTest, WholeBurstOnOneForwardingRuleGoesOutAsItCame) {
+  for (bool capture : {false, true}) {
+    SCOPED_TRACE(capture ? "the rule captures" : "plain forward");
+    rte_ring* cap = nullptr;
+    if (capture) {
+      cap = rte_ring_create("wt_cap_burst", 256, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+      ASSERT_NE(cap, nullptr);
+      w_.capture_ring = cap;
+      w_.rx_tsc_field = capture::register_rx_tsc_field();
+    }
+    make_worker(32, flow::FlowCache::kDefaultEntries, nullptr, capture);
+    std::vector<std::vector<uint8_t>> frames;
+    std::vector<rte_mbuf*> pkts;
+    uint64_t bytes = 0;
+    for (int i = 0; i < 32; ++i) {
+      frames.push_back(udp_frame(123, 64 + static_cast<size_t>(i)));  // lengths tell them apart
+      bytes += frames.back().size();
+      pkts.push_back(mbuf_of(frames.back()));
+    }
+    process_burst(w_, 0, pkts.data(), 32, rte_rdtsc());
+    // Then 31 more on that rule and one DNS packet (mirrored) last.
+    std::vector<rte_mbuf*> mixed;
+    for (int i = 0; i < 31; ++i) mixed.push_back(mbuf_of(frames[static_cast<size_t>(i)]));
+    mixed.push_back(mbuf_of(udp_frame(53)));
+    process_burst(w_, 0, mixed.data(), 32, rte_rdtsc());
+    worker_flush(w_);
+    auto out = sent(1);
+    ASSERT_EQ(out.size(), 64u);
+    for (size_t i = 0; i < 32; ++i) EXPECT_EQ(out[i], frames[i]) << "packet " << i;
+    for (size_t i = 0; i < 31; ++i) EXPECT_EQ(out[32 + i], frames[i]) << "packet " << 32 + i;
+    EXPECT_EQ(out[63], udp_frame(53));
+    EXPECT_EQ(sent(0).size(), 1u) << "the DNS packet's mirror copy";
+    EXPECT_EQ(hits(2).packets.get(), 63u);
+    EXPECT_EQ(hits(2).bytes.get(), bytes + bytes - frames[31].size());
+    EXPECT_EQ(hits(0).packets.get(), 1u);
+    for (size_t d = 0; d < stats::kDropCount; ++d) EXPECT_EQ(w_.counters.drops[d].get(), 0u);
+    if (capture) {
+      EXPECT_EQ(rte_ring_count(cap), 64u) << "every packet of a capturing rule is copied";
+      drain(cap);
+      rte_ring_free(cap);
+      w_.capture_ring = nullptr;
+    }
+    worker_release(w_);
+    store_.reset();
+  }
 }
 
 TEST_F(WorkerTest, HeadersSplitAcrossSegmentsAreValidatedAndForwardedIntact) {
@@ -421,17 +472,24 @@ class WorkerTxFullTest : public WorkerTest {
 };
 
 TEST_F(WorkerTxFullTest, FullTxQueueDropsAndCountsWithoutBlocking) {
-  make_worker(32);
-  auto f = udp_frame(80);
-  for (int round = 0; round < 2; ++round) {
-    std::vector<rte_mbuf*> pkts;
-    for (int i = 0; i < 32; ++i) pkts.push_back(mbuf_of(f));
-    process_burst(w_, 0, pkts.data(), 32, rte_rdtsc());
+  // The default action (the per-packet path) and a forwarding rule (the whole-burst path).
+  for (uint16_t dport : {80, 123}) {
+    SCOPED_TRACE(dport);
+    make_worker(32);
+    const uint64_t before = drops(stats::Drop::kTxFull);
+    auto f = udp_frame(dport);
+    for (int round = 0; round < 2; ++round) {
+      std::vector<rte_mbuf*> pkts;
+      for (int i = 0; i < 32; ++i) pkts.push_back(mbuf_of(f));
+      process_burst(w_, 0, pkts.data(), 32, rte_rdtsc());
+    }
+    worker_flush(w_);
+    auto out = sent(1);
+    EXPECT_EQ(out.size(), 31u);
+    EXPECT_EQ(drops(stats::Drop::kTxFull) - before, 64u - 31u);
+    worker_release(w_);
+    store_.reset();
   }
-  worker_flush(w_);
-  auto out = sent(1);
-  EXPECT_EQ(out.size(), 31u);
-  EXPECT_EQ(drops(stats::Drop::kTxFull), 64u - 31u);
 }
 
 }  // namespace
