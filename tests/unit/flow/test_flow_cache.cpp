@@ -256,6 +256,26 @@ TEST(FlowCache, TwoFlowsShareABucket) {
   EXPECT_EQ(c->classify(*t, 1, d.data(), 1, out.data()).misses, 0);
 }
 
+// A hit needs every one of the key's 40 bytes and the generation: in a bucket holding a key,
+// a key one byte away from it is not found, whichever byte it is.
+TEST(FlowCache, EveryKeyByteCounts) {
+  std::mt19937 rng(9);
+  simd::FlowKey base = random_key(rng);
+  base.family = simd::Family::kIpv6;
+  auto c = cache_of(64);
+  ASSERT_TRUE(c);
+  c->insert(0, base, 7, 42);
+  uint32_t r = 0;
+  ASSERT_TRUE(c->lookup(0, base, 7, &r));
+  EXPECT_EQ(r, 42u);
+  EXPECT_FALSE(c->lookup(0, base, 8, &r)) << "another generation";
+  for (size_t byte = 0; byte < FlowCache::kKeyBytes; ++byte) {
+    simd::FlowKey other = base;
+    reinterpret_cast<uint8_t*>(&other)[byte] ^= 0x01;
+    EXPECT_FALSE(c->lookup(0, other, 7, &r)) << "byte " << byte;
+  }
+}
+
 // Traffic without locality: after a window of misses the cache stands aside for
 // kBypassWindows windows (answers still right, nothing looked up), then looks again, and
 // a hot set that comes back is cached again.
