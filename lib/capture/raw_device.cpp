@@ -153,7 +153,8 @@ Result<RawKind> raw_kind(const config::CaptureConfig& cfg) {
   if (stat(cfg.path.c_str(), &st) != 0) {
     if (cfg.backend == config::CaptureBackend::kPassthru) {
       return Error{where + fmt::format("{}: {}: capture.backend: passthru needs an NVMe "
-                                       "namespace's generic char device /dev/ngXnY (ls /dev/ng*)",
+                                       "namespace's generic char device /dev/ngXnY (kernel 5.19+ "
+                                       "makes one per namespace: ls /dev/ng*)",
                                        cfg.path, std::strerror(errno))};
     }
     return Error{where + fmt::format("{}: {}; create it (mkdir -p {}) or point capture.path at "
