@@ -60,10 +60,19 @@ bool tx_step(Engine& e) noexcept {
   uint64_t n = c.burst;
   if (c.pps > 0) {
     // Packets due since the start, from the TSC: the average rate is exact whatever the
-    // loop's jitter; a late loop catches up in whole bursts.
-    const auto due =
-        static_cast<uint64_t>(static_cast<double>(now - s.start_tsc) * c.pkts_per_cycle);
+    // loop's jitter; a late loop catches up in whole bursts, up to max_lag_pkts: a longer
+    // stall (the sender's CPU taken away) is skipped and counted, not dumped on the peer at
+    // the port's full rate, so what the peer sees stays close to the rate asked.
+    uint64_t due =
+        static_cast<uint64_t>(static_cast<double>(now - s.start_tsc) * c.pkts_per_cycle) -
+        s.skipped;
     if (due <= attempted) return true;
+    if (c.max_lag_pkts != 0 && due - attempted > c.max_lag_pkts) [[unlikely]] {
+      const uint64_t skip = due - attempted - c.max_lag_pkts;
+      s.skipped += skip;
+      e.live.tx_skipped.add(skip);
+      due -= skip;
+    }
     n = std::min<uint64_t>(n, due - attempted);
   }
   if (c.count) n = std::min<uint64_t>(n, c.count - attempted);

@@ -25,7 +25,8 @@ struct alignas(64) LiveCounters {
   stats::Counter tx_attempted;  // packets built (sent + refused by the port)
   stats::Counter tx_sent;       // accepted by rte_eth_tx_burst
   stats::Counter tx_bytes;
-  stats::Counter tx_nombuf;  // bursts skipped for want of mbufs
+  stats::Counter tx_nombuf;   // bursts skipped for want of mbufs
+  stats::Counter tx_skipped;  // packets a late loop did not make up for (--max-lag-us)
   stats::Counter rx_packets;
   stats::Counter rx_bytes;
   stats::Counter rx_stamped;
@@ -46,6 +47,9 @@ struct TxConfig {
   double pkts_per_cycle = 0;     // pps / TSC Hz
   uint64_t count = 0;            // 0: unlimited
   uint64_t duration_cycles = 0;  // 0: unlimited
+  // Most packets a paced loop that fell behind sends to catch up (0: all it is due); what is
+  // due beyond is skipped and counted, not offered in one burst.
+  uint64_t max_lag_pkts = 0;
   unsigned burst = 32;
   bool retry = false;  // keep what the port refused and offer it again (lossless sender)
 };
@@ -66,6 +70,7 @@ struct TxState {
   size_t cursor = 0;
   size_t mal_cursor = 0;
   uint32_t mal_acc = 0;
+  uint64_t skipped = 0;  // packets due that were skipped (max_lag_pkts), never built
   // Refused packets kept for the next try (retry only), with their template ids.
   std::array<rte_mbuf*, kMaxBurst> pending{};
   std::array<uint32_t, kMaxBurst> pending_tpl{};

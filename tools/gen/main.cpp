@@ -202,10 +202,11 @@ std::string results_json(const Options& o, const Engine& e, double tx_seconds, d
     }
     j += fmt::format(
         "  \"tx\": {{\"port\": {}, \"attempted\": {}, \"sent\": {}, \"dropped\": {}, \"bytes\": "
-        "{}, \"nombuf\": {}, \"seconds\": {:.6f}, \"offered_pps\": {:.1f}, \"sent_pps\": {:.1f}, "
-        "\"valid\": {}, \"malformed\": {{{}}}}},\n",
+        "{}, \"nombuf\": {}, \"skipped\": {}, \"seconds\": {:.6f}, \"offered_pps\": {:.1f}, "
+        "\"sent_pps\": {:.1f}, \"valid\": {}, \"malformed\": {{{}}}}},\n",
         o.tx_port, attempted, sent, attempted - sent, c.tx_bytes.get(), c.tx_nombuf.get(),
-        tx_seconds, tx_seconds > 0 ? static_cast<double>(attempted) / tx_seconds : 0,
+        c.tx_skipped.get(), tx_seconds,
+        tx_seconds > 0 ? static_cast<double>(attempted) / tx_seconds : 0,
         tx_seconds > 0 ? static_cast<double>(sent) / tx_seconds : 0, valid, mal);
   }
   if (receiver) {
@@ -384,6 +385,10 @@ int run(Options& o) {
       static_cast<uint64_t>(o.duration_s * static_cast<double>(rte_get_tsc_hz()));
   e.txc.burst = o.burst;
   e.txc.retry = o.tx_retry;
+  e.txc.max_lag_pkts = static_cast<uint64_t>(o.max_lag_us * 1e-6 * o.rate_pps);
+  if (o.max_lag_us > 0 && o.rate_pps > 0 && e.txc.max_lag_pkts < o.burst) {
+    e.txc.max_lag_pkts = o.burst;  // at least a burst's worth of jitter is made up
+  }
   e.rxc.port = static_cast<uint16_t>(std::max(o.rx_port, 0));
   e.rxc.burst = o.burst;
   e.rxc.queues = static_cast<uint16_t>(o.rx_queues);
@@ -493,12 +498,16 @@ int run(Options& o) {
   const std::string json = results_json(o, e, tx_seconds, run_seconds, error);
   const auto& c = e.live;
   if (tx) {
-    say(
-        fmt::format("sent {} of {} packets in {:.3f} s ({:.0f} pps offered), {} refused by the "
-                    "port",
-                    c.tx_sent.get(), c.tx_attempted.get(), tx_seconds,
-                    tx_seconds > 0 ? static_cast<double>(c.tx_attempted.get()) / tx_seconds : 0,
-                    c.tx_attempted.get() - c.tx_sent.get()));
+    say(fmt::format(
+        "sent {} of {} packets in {:.3f} s ({:.0f} pps offered), {} refused by the "
+        "port{}",
+        c.tx_sent.get(), c.tx_attempted.get(), tx_seconds,
+        tx_seconds > 0 ? static_cast<double>(c.tx_attempted.get()) / tx_seconds : 0,
+        c.tx_attempted.get() - c.tx_sent.get(),
+        c.tx_skipped.get() != 0 ? fmt::format(", {} skipped (the sender fell behind by more than "
+                                              "--max-lag-us)",
+                                              c.tx_skipped.get())
+                                : std::string()));
   }
   if (rx) {
     const Latency lat = latency_of(c);

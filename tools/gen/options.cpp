@@ -101,6 +101,9 @@ std::string usage(const std::string& argv0) {
       "  --rx-port N|none       port to receive on (default 1 with two ports, 0 in rxonly)\n"
       "  --rate PPS             packets per second, TSC-paced (default 0: as fast as the port\n"
       "                         takes them)\n"
+      "  --max-lag-us US        with --rate: a loop late by more than US microseconds of\n"
+      "                         packets skips the excess (counted, tx skipped) instead of\n"
+      "                         sending it all at once (default 0: catch up in full)\n"
       "  --duration S           send for S seconds\n"
       "  --count N              send N packets (with --duration: whichever comes first)\n"
       "  --burst N              packets per TX/RX burst, 1..64 (default 32)\n"
@@ -248,6 +251,7 @@ Result<Options> parse_options(int argc, char** argv) {
          return {};
        }},
       {"--rate", real("--rate", o.rate_pps, 0, 1e9)},
+      {"--max-lag-us", real("--max-lag-us", o.max_lag_us, 0, 1e9)},
       {"--malformed-share", real("--malformed-share", o.malformed_share, 0, 1)},
       {"--tx-port", port_of("--tx-port", o.tx_port)},
       {"--rx-port", port_of("--rx-port", o.rx_port)},

@@ -36,6 +36,7 @@ struct Options {
   double link_timeout_s = 10;
   bool hold = false;
   bool tx_retry = false;
+  double max_lag_us = 0;   // 0: a late paced loop catches up in full
   std::string start_file;  // send only once this file exists
   uint32_t mbufs = 8191;
   bool help = false;
