@@ -342,15 +342,9 @@ RawDeviceState describe_raw_device(const config::CaptureConfig& cfg) {
   struct stat st {};
   if (stat(cfg.path.c_str(), &st) == 0 && S_ISCHR(st.st_mode)) {
     what = "an NVMe namespace";
-    auto ns = nvme::open_passthru(cfg.path);
-    if (!ns) return {false, ns.error() + ": sluice will not start"};
-    Buffer b = aligned(kRawHeaderBytes);
-    auto r = b ? nvme::read_sync(*ns, b.get(), kRawHeaderBytes, 0)
-               : Result<void>(Error{"out of memory"});
-    bytes = ns->size;
-    nvme::close_passthru(*ns);
-    if (!r) return {false, r.error() + ": sluice will not start"};
-    std::memcpy(block.data(), b.get(), kRawHeaderBytes);
+    auto size = nvme::read_prefix(cfg.path, block.data(), kRawHeaderBytes);
+    if (!size) return {false, size.error() + ": sluice will not start"};
+    bytes = *size;
   } else {
     const int fd = ::open(cfg.path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {

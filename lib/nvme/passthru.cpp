@@ -330,6 +330,19 @@ Result<void> flush_sync(const Namespace& ns) {
   return {};
 }
 
+Result<uint64_t> read_prefix(const std::string& path, uint8_t* out, size_t len) {
+  auto ns = open_passthru(path);
+  if (!ns) return Error{ns.error()};
+  std::unique_ptr<uint8_t, FreeDeleter> buf(static_cast<uint8_t*>(
+      std::aligned_alloc(kNvmeMinPage, (len + kNvmeMinPage - 1) & ~size_t{kNvmeMinPage - 1})));
+  auto r = buf ? read_sync(*ns, buf.get(), len, 0) : Result<void>(Error{"out of memory"});
+  const uint64_t size = ns->size;
+  close_passthru(*ns);
+  if (!r) return Error{r.error()};
+  std::memcpy(out, buf.get(), len);
+  return size;
+}
+
 std::string block_device_of(const std::string& ng_path) {
   // Through symlinks (a udev alias) to the device's own name.
   char real[PATH_MAX];

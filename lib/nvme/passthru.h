@@ -87,6 +87,11 @@ Result<void> zero_sync(const Namespace& ns, uint64_t offset, uint64_t len);
 // NVMe Flush: what completed is on the medium (the volatile write cache written back).
 Result<void> flush_sync(const Namespace& ns);
 
+// Opens the namespace at path, reads its first len bytes (a multiple of its LBA size) into out
+// with NVMe Reads, closes it again; returns the namespace's size in bytes. For a look at a
+// device without claiming it (sluice --check, sluice-capture).
+Result<uint64_t> read_prefix(const std::string& path, uint8_t* out, size_t len);
+
 // The block device of the same namespace (/dev/ngXnY -> /dev/nvmeXnY, through symlinks), or ""
 // when the device's name is not of that form.
 std::string block_device_of(const std::string& ng_path);

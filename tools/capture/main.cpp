@@ -183,20 +183,15 @@ bool has_raw_header(const std::string& path, std::string* why) {
   struct stat st {};
   if (stat(path.c_str(), &st) == 0 && S_ISCHR(st.st_mode)) {
     // An NVMe namespace: its first block with one Read (the store itself is read later).
-    auto ns = nvme::open_passthru(path);
-    if (!ns) {
-      *why = ns.error();
+    std::vector<uint8_t> head(kRawHeaderBytes);
+    auto r = nvme::read_prefix(path, head.data(), head.size());
+    if (!r) {
+      *why = r.error();
       return false;
     }
-    void* head = std::aligned_alloc(4096, kRawHeaderBytes);
-    auto r = head != nullptr ? nvme::read_sync(*ns, head, kRawHeaderBytes, 0)
-                             : Result<void>(Error{"out of memory"});
-    nvme::close_passthru(*ns);
-    RawHeaderRead h;
-    if (r) h = decode_raw_header(static_cast<const uint8_t*>(head), kRawHeaderBytes);
-    std::free(head);
-    *why = r ? h.why : r.error();
-    return r && h.state == RawHeaderState::kValid;
+    const RawHeaderRead h = decode_raw_header(head.data(), head.size());
+    *why = h.why;
+    return h.state == RawHeaderState::kValid;
   }
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {

@@ -65,11 +65,10 @@ bool tx_step(Engine& e) noexcept {
     // the port's full rate, so what the peer sees stays close to the rate asked.
     uint64_t due =
         static_cast<uint64_t>(static_cast<double>(now - s.start_tsc) * c.pkts_per_cycle) -
-        s.skipped;
+        e.live.tx_skipped.get();
     if (due <= attempted) return true;
     if (c.max_lag_pkts != 0 && due - attempted > c.max_lag_pkts) [[unlikely]] {
       const uint64_t skip = due - attempted - c.max_lag_pkts;
-      s.skipped += skip;
       e.live.tx_skipped.add(skip);
       due -= skip;
     }

@@ -70,7 +70,6 @@ struct TxState {
   size_t cursor = 0;
   size_t mal_cursor = 0;
   uint32_t mal_acc = 0;
-  uint64_t skipped = 0;  // packets due that were skipped (max_lag_pkts), never built
   // Refused packets kept for the next try (retry only), with their template ids.
   std::array<rte_mbuf*, kMaxBurst> pending{};
   std::array<uint32_t, kMaxBurst> pending_tpl{};
