@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include <smmintrin.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -342,50 +344,71 @@ uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t 
   return burst_done(w, rx_tsc, n);
 }
 
+namespace {
+
+// Bit i set where to[i] == k, for i < 64 (to[] is padded with 0xff, which no worker is).
+inline uint64_t members(const uint8_t* to, unsigned n, uint8_t k) noexcept {
+  const __m128i want = _mm_set1_epi8(static_cast<char>(k));
+  uint64_t bits = 0;
+  for (unsigned off = 0; off < n; off += 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(to + off));
+    bits |= uint64_t{static_cast<uint16_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, want)))} << off;
+  }
+  return bits;
+}
+
+}  // namespace
+
 uint64_t spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
                       uint64_t rx_tsc) noexcept {
-  // A counting sort by worker keeps each worker's packets in arrival order.
-  std::array<uint8_t, kMaxBurst> to;
-  std::array<uint8_t, kMaxWorkers + 1> start{};
+  // Each packet's worker, then each worker's packets gathered in arrival order from a bit mask
+  // of its positions. (A counting sort did the same with two chains of byte increments in
+  // memory, each waiting on the last one's store: about 5 cycles a packet on its own.)
+  alignas(16) std::array<uint8_t, kMaxBurst> to;
+  static_assert(kMaxBurst <= 64 && kMaxBurst % 16 == 0 && kMaxWorkers < 0xff);
   for (unsigned i = 0; i < n; ++i) {
     if (i + kPrefetchOffset < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchOffset], void*));
     const uint32_t h = flow_hash(rte_pktmbuf_mtod(pkts[i], const uint8_t*), pkts[i]->data_len);
     to[i] = static_cast<uint8_t>(worker_of(h, w.nb_workers));
-    ++start[to[i] + 1];
   }
-  for (unsigned k = 1; k <= w.nb_workers; ++k)
-    start[k] = static_cast<uint8_t>(start[k] + start[k - 1]);
-  std::array<rte_mbuf*, kMaxBurst> sorted;
-  std::array<uint8_t, kMaxWorkers + 1> fill = start;
-  for (unsigned i = 0; i < n; ++i) sorted[fill[to[i]]++] = pkts[i];
+  std::memset(to.data() + n, 0xff, kMaxBurst - n);
 
   auto& c = w.counters;
+  std::array<rte_mbuf*, kMaxBurst> batch;
   unsigned handed = 0, refused = 0;
-  for (unsigned k = 0; k < w.nb_workers; ++k) {
-    const unsigned count = start[k + 1] - start[k];
-    if (count == 0 || k == w.index) continue;
-    rte_mbuf** first = &sorted[start[k]];
+  uint64_t left = n == 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1;  // not yet placed
+  for (unsigned k = 0; k < w.nb_workers && left != 0; ++k) {
+    if (k == w.index) continue;
+    uint64_t bits = members(to.data(), n, static_cast<uint8_t>(k));
+    if (bits == 0) continue;
+    left &= ~bits;
     // The receiver's latency starts at this RX, not at its dequeue: the TSC's low 32 bits ride
     // in the RSS hash field (first cache line, already read; ring ports have no RSS).
-    for (unsigned i = 0; i < count; ++i) first[i]->hash.rss = static_cast<uint32_t>(rx_tsc);
+    unsigned count = 0;
+    for (; bits != 0; bits &= bits - 1) {
+      rte_mbuf* m = pkts[__builtin_ctzll(bits)];
+      m->hash.rss = static_cast<uint32_t>(rx_tsc);
+      batch[count++] = m;
+    }
     // The receiving worker reads these mbufs after the ring hands them over.
     sys::tsan_release(q.spread[k]);
-    const unsigned sent =
-        rte_ring_sp_enqueue_burst(q.spread[k], reinterpret_cast<void**>(first), count, nullptr);
+    const unsigned sent = rte_ring_sp_enqueue_burst(
+        q.spread[k], reinterpret_cast<void**>(batch.data()), count, nullptr);
     handed += sent;
     if (sent != count) [[unlikely]] {
       refused += count - sent;
-      rte_pktmbuf_free_bulk(first + sent, count - sent);
+      rte_pktmbuf_free_bulk(batch.data() + sent, count - sent);
     }
   }
   if (handed != 0) c.handed_off.add(handed);
   if (refused != 0) [[unlikely]]
     c.drops[static_cast<size_t>(stats::Drop::kRingFull)].add(refused);
-  const unsigned own = start[w.index + 1] - start[w.index];
+  // What is left is this worker's own share.
+  unsigned own = 0;
+  for (; left != 0; left &= left - 1) batch[own++] = pkts[__builtin_ctzll(left)];
   if (own == 0) return rx_tsc;
   c.rx_packets.add(own);
-  return process_burst(w, q.port_index, &sorted[start[w.index]], static_cast<uint16_t>(own),
-                       rx_tsc);
+  return process_burst(w, q.port_index, batch.data(), static_cast<uint16_t>(own), rx_tsc);
 }
 
 namespace {
