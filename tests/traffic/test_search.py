@@ -118,6 +118,38 @@ def deterministic():
           pdr["rate_pps"] == ndr["rate_pps"] and len(trials) == n and pdr["final_ok"], (ndr, pdr, len(trials) - n))
 
 
+def unconfirmed():
+    """A DUT whose short trials pass below its capacity but whose long (final) trials always
+    lose: no rate is confirmed, so none is reported, and a PDR search going on from that NDR
+    is not floored by the NDR's unconfirmed rate."""
+    trial, trials = simulated(1e6, 4e6)
+
+    def final(rate):
+        t = trial(rate, long=True)
+        t["lost"], t["loss_ratio"] = 0.002 * t["offered_pps"], 0.002  # 0.2% lost in every final
+        return t
+    ndr = scenario.search_rate(trial, 0.0, 0.01, final=final)
+    check("no final trial passes: NDR 0, not confirmed, the rate it last tried kept apart",
+          ndr["rate_pps"] == 0 and ndr["best"] is None and not ndr["final_ok"] and 0 < ndr["unconfirmed_pps"] <= 1e6,
+          ndr)
+    finals = [t for t in trials if t["long"]]
+    check("no final trial passes: the search stepped down through its final tries, then stopped",
+          len(finals) == 4 * 2, len(finals))  # 4 tries, each failure confirmed once
+    # A PDR tolerance the finals do not meet either: no PDR is confirmed, and none is reported
+    # below the NDR (as when the PDR's own final tries stepped down past an unconfirmed NDR).
+    n = len(trials)
+    strict = scenario.search_rate(trial, 0.001, 0.01, final=final,
+                                  start=scenario.bounds_from(trials[:n], 0.001, 1, ndr, trials[0]))
+    check("PDR from an unconfirmed NDR, finals failing: not confirmed, and not below the NDR",
+          not strict["final_ok"] and strict["rate_pps"] == 0 and strict["rate_pps"] >= ndr["rate_pps"],
+          (ndr["rate_pps"], strict))
+    # A PDR tolerance the finals meet: the PDR is found and confirmed.
+    pdr = scenario.search_rate(trial, 0.003, 0.01, final=final,
+                               start=scenario.bounds_from(trials[:n], 0.003, 1, ndr, trials[0]))
+    check("PDR from an unconfirmed NDR: found and confirmed at a tolerance the finals meet",
+          pdr["final_ok"] and 0.98e6 <= pdr["rate_pps"] <= 1e6 and pdr["unconfirmed_pps"] == 0, pdr)
+
+
 def noisy():
     """Seeded, so the verdict is the same every run. 10% or 20% of trials are unlucky; 30% of
     short trials just above the capacity are lucky."""
@@ -146,6 +178,7 @@ def noisy():
 
 def main():
     deterministic()
+    unconfirmed()
     noisy()
     print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
     sys.exit(0 if all(results) else 1)

@@ -125,7 +125,7 @@ def main():
         for d in duts:
             m = med[(d, f)]
             note = "  generator-limited: no loss even unpaced" if m["capped"] else ""
-            note += "" if m["final_ok"] else "  (a result did not pass its final trial)"
+            note += "" if m["final_ok"] else "  (a search found no rate that held through its final trial: 0)"
             print(f"{d:12}{f:>6}  {cell(m, 'ndr', 1e6, 3):<22}{cell(m, 'pdr', 1e6, 3):<22}{cell(m, 'p50', 1e3, 1):<24}"
                   f"{cell(m, 'p99', 1e3, 1):<28}{note}")
     ratios = {f: (med[("sluice", f)]["ndr"] / med[("testpmd-io", f)]["ndr"] if med[("testpmd-io", f)]["ndr"] else 0)

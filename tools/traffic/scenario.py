@@ -357,7 +357,9 @@ def search_rate(trial, loss, resolution, confirm=1, final=None, final_tries=4, s
     shared CPU does not floor the result: a rate fails only when every one of its 1 + confirm
     trials failed); a passing one raises the lower bound at once. The rate found must then pass
     a final trial (confirmed the same way); where it does not, that rate becomes the upper bound
-    and the search goes on below it, at most `final_tries` times.
+    and the search goes on below it, at most `final_tries` times. Only a rate that passed its
+    final trial is reported: when none did, rate_pps is 0 and unconfirmed_pps the last rate
+    found (a short trial passed there, its final did not).
 
     start: (lo, lo_trial, hi, top) to go on from another search's bounds (the PDR search
     starts from the NDR's: a rate that lost nothing lost at most any tolerance), top being
@@ -368,7 +370,8 @@ def search_rate(trial, loss, resolution, confirm=1, final=None, final_tries=4, s
     unpaced trial lost more than the tolerance, "generator" when it did not: then the DUT kept
     up with the most the generator offers and there is nothing to search), confirmed (failing
     trials repeated, and how many of those repeats passed), final_ok (the rate found passed its
-    final trial), hi_pps (the lowest rate that failed, confirmed)."""
+    final trial), hi_pps (the lowest rate that failed, confirmed), unconfirmed_pps (see above;
+    0 when the rate was confirmed)."""
 
     def passes(t, rate):
         return t["loss_ratio"] <= loss and (rate == 0 or t["offered_pps"] >= 0.98 * rate)
@@ -395,10 +398,10 @@ def search_rate(trial, loss, resolution, confirm=1, final=None, final_tries=4, s
         lo, best, hi, top = start
     upper = top["offered_pps"]
 
-    def result(rate, t, limited_by, final_ok):
+    def result(rate, t, limited_by, final_ok, unconfirmed=0.0):
         return {"rate_pps": rate, "best": t, "upper_bound_pps": upper, "limited_by": limited_by,
                 "confirmations": stats["confirmations"], "overturned": stats["overturned"], "final_ok": final_ok,
-                "hi_pps": hi}
+                "hi_pps": hi, "unconfirmed_pps": unconfirmed}
 
     if passes(top, 0):
         return result(upper, top, "generator", True)
@@ -425,7 +428,9 @@ def search_rate(trial, loss, resolution, confirm=1, final=None, final_tries=4, s
         below = [r for r in passed if r < hi]
         lo = max(below) if below else 0.0
         best = passed.get(lo)
-    return result(lo, best, "dut", False)
+    # Out of final trials: nothing held through one, so there is no rate to report (a PDR search
+    # going on from here starts from its own passing trials, not from this).
+    return result(0.0, None, "dut", False, lo)
 
 
 def run_search(scn, bins, session, trial_s, resolution, losses, latency_s=None, confirm=1, final_s=None):
@@ -485,7 +490,7 @@ def run_search(scn, bins, session, trial_s, resolution, losses, latency_s=None, 
         out[name] = {"kind": name, "loss_tolerance": loss, "rate_pps": r["rate_pps"], "resolution": resolution,
                      "trial_s": trial_s, "final_s": final_s, "confirm": confirm, "upper_bound_pps": r["upper_bound_pps"],
                      "limited_by": r["limited_by"], "final_ok": r["final_ok"], "confirmations": r["confirmations"],
-                     "overturned": r["overturned"], "trials": r["trials"]}
+                     "overturned": r["overturned"], "trials": r["trials"], "unconfirmed_pps": r["unconfirmed_pps"]}
     res = dict(out[kind(min(losses))])
     res["latency_at_half"] = lat["latency_ns"] if lat else {}
     res["latency_rate_pps"] = lat["rate_pps"] if lat else 0
@@ -498,7 +503,8 @@ def bounds_from(trials, loss, confirm, prev, top):
     """(lo, lo trial, hi, top) for a search at tolerance `loss` that goes on from an earlier,
     stricter one (prev, its result) and its trials: hi is the lowest rate where each of at
     least 1 + confirm trials lost more than `loss` (a confirmed failure), else the unpaced
-    offer; lo the highest rate below hi that passed, at least prev's rate."""
+    offer; lo the highest rate below hi that passed, at least prev's rate (0 when prev found no
+    confirmed rate)."""
     def ok(t):
         return t["loss_ratio"] <= loss and t["offered_pps"] >= 0.98 * t["rate_pps"]
 
