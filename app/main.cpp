@@ -186,7 +186,8 @@ int run(const app::Options& opt, std::shared_ptr<const config::Config> cfg) {
 // the next reload reuse warm pages: 3 interrupts in 47 reloads. A reload that needs more
 // (100k rules: about 1.6 GB for a moment) still gives the excess back, and pays for it: its
 // build took 7 s instead of 2.6 s with the whole heap kept, but keeping it all made the capture
-// test's lcore drop packets in 2 of 8 runs, so it is not done until that is understood.
+// test's lcore drop packets (1 of 6 local runs, and one clean-clone CI run), so it is not done
+// until that is understood.
 void keep_reload_heap() {
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
