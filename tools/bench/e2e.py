@@ -47,6 +47,14 @@ def geomean(xs):
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else 0.0
 
 
+def paired(xs, ys, keys):
+    """(keys used, geomean of xs, geomean of ys) over the keys where both are > 0: geomean drops
+    zeros, so unpaired one side's 0 would leave the two means over different flow counts."""
+    used = [k for k, x, y in zip(keys, xs, ys) if x > 0 and y > 0]
+    return (used, geomean([x for x, y in zip(xs, ys) if x > 0 and y > 0]),
+            geomean([y for x, y in zip(xs, ys) if x > 0 and y > 0]))
+
+
 def spread(xs):
     m = statistics.median(xs)
     return (max(xs) - min(xs)) / m if m and len(xs) > 1 else 0.0
@@ -133,28 +141,25 @@ def main():
     print("NDR ratio sluice / testpmd-io: " +
           ", ".join(f"{f} flow{'s' if f > 1 else ''} " + (f"{r:.2f}" if med[("testpmd-io", f)]["ndr"] else "- (no anchor NDR)")
                     for f, r in ratios.items()) + " (goal >= 0.9)")
-    # The geometric means pair the flow counts where both DUTs have a confirmed NDR (geomean drops
-    # zeros: unpaired, one flow count's 0 would leave the two means over different counts).
-    both = [f for f in flow_counts if med[("sluice", f)]["ndr"] > 0 and med[("testpmd-io", f)]["ndr"] > 0]
-    sl = geomean([med[("sluice", f)]["ndr"] for f in both])
-    an = geomean([med[("testpmd-io", f)]["ndr"] for f in both])
+    both, sl, an = paired([med[("sluice", f)]["ndr"] for f in flow_counts],
+                          [med[("testpmd-io", f)]["ndr"] for f in flow_counts], flow_counts)
     if len(both) < len(flow_counts):
         print("NDR geomean over " + (", ".join(f"{f} flow{'s' if f > 1 else ''}" for f in both) or "no flow count") +
               ": the others have no confirmed NDR on one side")
 
     def run_ratio(r):
-        fs = [f for f in flow_counts if res[("sluice", f)][r]["result"]["ndr_pps"] > 0 and
-              res[("testpmd-io", f)][r]["result"]["ndr_pps"] > 0]
-        return (geomean([res[("sluice", f)][r]["result"]["ndr_pps"] for f in fs]) /
-                geomean([res[("testpmd-io", f)][r]["result"]["ndr_pps"] for f in fs])) if fs else 0.0
+        _, s_, a_ = paired([res[("sluice", f)][r]["result"]["ndr_pps"] for f in flow_counts],
+                           [res[("testpmd-io", f)][r]["result"]["ndr_pps"] for f in flow_counts], flow_counts)
+        return s_ / a_ if a_ else 0.0
     per_run = [run_ratio(r) for r in range(args.runs)]
     ratio = sl / an if an else 0
     line = {"suite": "e2e", "unit": "Mpps", "sluice": round(sl / 1e6, 3), "anchor": "testpmd-io",
             "anchor_value": round(an / 1e6, 3), "ratio": round(ratio, 3), "runs": args.runs,
             "spread": round(spread(per_run), 3), "ratio_flows": both}
-    both_pdr = [f for f in flow_counts if med[("sluice", f)]["pdr"] > 0 and med[("testpmd-io", f)]["pdr"] > 0]
-    line["sluice_pdr"] = round(geomean([med[("sluice", f)]["pdr"] for f in both_pdr]) / 1e6, 3)
-    line["anchor_pdr"] = round(geomean([med[("testpmd-io", f)]["pdr"] for f in both_pdr]) / 1e6, 3)
+    _, s_pdr, a_pdr = paired([med[("sluice", f)]["pdr"] for f in flow_counts],
+                             [med[("testpmd-io", f)]["pdr"] for f in flow_counts], flow_counts)
+    line["sluice_pdr"] = round(s_pdr / 1e6, 3)
+    line["anchor_pdr"] = round(a_pdr / 1e6, 3)
     line["pdr_ratio"] = round(line["sluice_pdr"] / line["anchor_pdr"], 3) if line["anchor_pdr"] else 0
     line["pdr_loss"] = args.pdr_loss
     for f in flow_counts:
