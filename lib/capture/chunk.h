@@ -57,6 +57,10 @@ class ChunkWriter {
   uint64_t first_ns() const noexcept { return first_ns_; }  // of the chunk's first packet
   bool empty() const noexcept { return packets_ == 0; }
   size_t used() const noexcept { return used_; }  // bytes before the trailer so far
+  // How many more packets of caplen bytes this chunk surely holds.
+  size_t room_for(uint32_t caplen) const noexcept {
+    return (capacity_ - used_ - kTrailerMinBytes) / epb_bytes(caplen);
+  }
   size_t header_bytes() const noexcept { return header_.size(); }
   // The section header (SHB + IDBs) every chunk starts with; sluice-capture export starts its
   // plain pcapng file with one.

@@ -160,6 +160,22 @@ TEST(ChunkWriter, AppendRefusesWhenFull) {
   EXPECT_EQ(chunks[0].length, 8192u);
 }
 
+// room_for is what the capture lcore takes off its rings when no buffer is left behind the
+// current one: it must be exactly what append() then accepts, never more.
+TEST(ChunkWriter, RoomForIsWhatAppendAccepts) {
+  ChunkWriter w({"p0"}, 1518, "sluice 0.1.0");
+  std::vector<uint8_t> b(16384);
+  for (const uint32_t caplen : {60u, 61u, 1518u}) {
+    w.begin(b.data(), b.size());
+    for (uint32_t pre = 0; pre < 7; ++pre) ASSERT_NE(w.append(0, kT0, 100, 100), nullptr);
+    const size_t room = w.room_for(caplen);
+    size_t accepted = 0;
+    while (w.append(0, kT0 + accepted, caplen, caplen) != nullptr) ++accepted;
+    EXPECT_EQ(room, accepted) << "caplen " << caplen;
+    EXPECT_EQ(w.room_for(caplen), 0u);
+  }
+}
+
 TEST(ChunkWriter, MinChunkBytesHoldsOneSnaplenPacket) {
   ChunkWriter w({"eth0", "eth1"}, 9000, "sluice 0.1.0");
   std::vector<uint8_t> b(w.min_chunk_bytes());
