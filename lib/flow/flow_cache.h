@@ -19,8 +19,7 @@
 // Cost (TSC cycles/packet, sluice-bench-stages BM_Worker, the whole burst with 1,000 rules):
 // see tools/bench/stages.cpp and the README's measured table.
 
-#include <rte_hash_crc.h>
-#include <smmintrin.h>
+#include <nmmintrin.h>
 
 #include <cstdint>
 #include <cstring>
@@ -57,13 +56,16 @@ class FlowCache {
   Counts classify(const FlowTable& table, uint64_t gen, const simd::FlowKey* const* keys,
                   uint16_t n, uint32_t* out) noexcept;
 
-  // The bucket of a key: CRC32C of its words, with the words that are zero in IPv4 keys folded
-  // into the others (three CRC steps, not five; the compare is on the whole key anyway), then
-  // a multiply: CRC is linear, and keys that differ in a few bits can share its low bits.
+  // The bucket of a key: CRC32C of its first word and of the other four folded into one, the
+  // address words turned by half so that an IPv4 key (zero past the first four bytes of each
+  // address) folds with nothing lost, then a multiply (CRC is linear, and keys that differ in a
+  // few bits can share its low bits). An IPv6 key folds with some loss: the compare is on the
+  // whole key anyway. SSE4.2's crc32 directly (corei7, DPDK's x86-64 baseline), not
+  // rte_hash_crc, which checks at every call which instruction it may use.
   uint32_t bucket_of(const simd::FlowKey& key) const noexcept {
-    uint32_t h = rte_hash_crc_8byte(word(&key, 0), 0);
-    h = rte_hash_crc_8byte(word(&key, 1) ^ word(&key, 4), h);
-    h = rte_hash_crc_8byte(word(&key, 3) ^ word(&key, 2), h);
+    const uint64_t rest =
+        word(&key, 1) ^ rotate(word(&key, 3)) ^ word(&key, 2) ^ rotate(word(&key, 4));
+    const auto h = static_cast<uint32_t>(_mm_crc32_u64(_mm_crc32_u64(0, word(&key, 0)), rest));
     return static_cast<uint32_t>((uint64_t{h} * 0x9E3779B97F4A7C15ull) >> 32) & mask_;
   }
   void prefetch(uint32_t bucket) const noexcept { __builtin_prefetch(&buckets_[bucket]); }
@@ -106,6 +108,7 @@ class FlowCache {
     Entry way[2];
   };
 
+  static uint64_t rotate(uint64_t v) noexcept { return (v >> 32) | (v << 32); }
   // Word i of a key's bytes (one unaligned load).
   static uint64_t word(const void* p, unsigned i) noexcept {
     uint64_t v;
