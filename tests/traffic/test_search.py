@@ -118,6 +118,30 @@ def deterministic():
           pdr["rate_pps"] == ndr["rate_pps"] and len(trials) == n and pdr["final_ok"], (ndr, pdr, len(trials) - n))
 
 
+def pdr_finals_fail():
+    """A PDR search whose every final above the NDR loses more than its tolerance (a CI run:
+    NDR 1.81 Mpps confirmed, PDR 0): the NDR's rate held through its final with no loss, so the
+    PDR is at least that, confirmed, whatever the finals above it did."""
+    trial, trials = simulated(1e6, 4e6, tolerance=0.05)
+    ndr = scenario.search_rate(trial, 0.0, 0.01, final=final_of(trial))
+    n = len(trials)
+
+    def final(rate):
+        t = trial(rate, long=True)
+        if rate > ndr["rate_pps"]:
+            t["lost"], t["loss_ratio"] = 0.07 * t["offered_pps"], 0.07
+        return t
+    pdr = scenario.search_rate(trial, 0.06, 0.01, final=final,
+                               start=scenario.bounds_from(trials, 0.06, 1, ndr, trials[0]),
+                               confirmed=(ndr["rate_pps"], ndr["best"]))
+    finals = [t for t in trials[n:] if t["long"]]
+    check("PDR whose finals above the NDR all fail: it tried them (4 tries, each confirmed)",
+          len(finals) == 4 * 2 and all(t["rate_pps"] > ndr["rate_pps"] for t in finals), len(finals))
+    check("PDR whose finals above the NDR all fail: the NDR's confirmed rate, not 0",
+          ndr["final_ok"] and pdr["final_ok"] and pdr["rate_pps"] == ndr["rate_pps"] > 0,
+          (ndr["rate_pps"], pdr))
+
+
 def unconfirmed():
     """A DUT whose short trials pass below its capacity but whose long (final) trials always
     lose: no rate is confirmed, so none is reported, and a PDR search going on from that NDR
@@ -178,6 +202,7 @@ def noisy():
 
 def main():
     deterministic()
+    pdr_finals_fail()
     unconfirmed()
     noisy()
     print(f"{sum(results)} passed, {len(results) - sum(results)} failed")

@@ -344,7 +344,7 @@ def run_trial(scn, bins, session, rate=None, duration=None):
             "placement": T.placement_text(topo.place)}
 
 
-def search_rate(trial, loss, resolution, confirm=1, final=None, final_tries=4, start=None):
+def search_rate(trial, loss, resolution, confirm=1, final=None, final_tries=4, start=None, confirmed=None):
     """The search of run_search, apart from processes so that it can be tested alone.
 
     trial(rate) runs one trial (rate 0: unpaced) and returns its summary (trial_summary);
@@ -363,7 +363,9 @@ def search_rate(trial, loss, resolution, confirm=1, final=None, final_tries=4, s
 
     start: (lo, lo_trial, hi, top) to go on from another search's bounds (the PDR search
     starts from the NDR's: a rate that lost nothing lost at most any tolerance), top being
-    the unpaced trial.
+    the unpaced trial. confirmed: (rate, its final trial) of a stricter search whose rate
+    held through its final (the NDR's, for the PDR): the result is never below it, even when
+    every final tried above it failed.
 
     Returns a dict: rate_pps, best (the trial that passed at that rate, the final one where
     there was one, or None), upper_bound_pps (the unpaced offer), limited_by ("dut" when the
@@ -408,6 +410,8 @@ def search_rate(trial, loss, resolution, confirm=1, final=None, final_tries=4, s
     passed = {}  # rate -> its passing trial (bisection steps), to step back to after a failed final trial
     if best is not None:
         passed[lo] = best
+    if confirmed is not None and confirmed[1] is not None:
+        passed.setdefault(confirmed[0], confirmed[1])
     for _ in range(final_tries):
         while hi - lo > resolution * hi:
             mid = round((lo + hi) / 2)
@@ -428,8 +432,13 @@ def search_rate(trial, loss, resolution, confirm=1, final=None, final_tries=4, s
         below = [r for r in passed if r < hi]
         lo = max(below) if below else 0.0
         best = passed.get(lo)
-    # Out of final trials: nothing held through one, so there is no rate to report (a PDR search
-    # going on from here starts from its own passing trials, not from this).
+    # Out of final trials. A rate that held through a final all the same (a stricter search's,
+    # passed in as confirmed) is the result; else nothing held through one, so there is no rate
+    # to report (a PDR search going on from here starts from its own passing trials, not from
+    # this).
+    held = [r for r, t in passed.items() if t.get("final")]
+    if held:
+        return result(max(held), passed[max(held)], "dut", True)
     return result(0.0, None, "dut", False, lo)
 
 
@@ -466,11 +475,11 @@ def run_search(scn, bins, session, trial_s, resolution, losses, latency_s=None, 
         t["final"] = True
         return t
 
-    results, start = {}, None
+    results, start, confirmed = {}, None, None
     for loss in sorted(losses):
         print(f"traffic-test: {kind(loss).upper()} search (loss <= {loss:g}), failing trials confirmed {confirm}x, "
               f"final trial {final_s:g} s", flush=True)
-        r = search_rate(trial, loss, resolution, confirm, final, start=start)
+        r = search_rate(trial, loss, resolution, confirm, final, start=start, confirmed=confirmed)
         r["trials"] = len(trials)  # how many trials so far
         results[kind(loss)] = r
         top = trials[0]
@@ -480,6 +489,8 @@ def run_search(scn, bins, session, trial_s, resolution, losses, latency_s=None, 
         nxt = [ls for ls in sorted(losses) if ls > loss]
         if nxt:
             start = bounds_from(trials, nxt[0], confirm, r, top)
+            if r["final_ok"] and r["best"] is not None:
+                confirmed = (r["rate_pps"], r["best"])
     first = results[kind(min(losses))]
     lat = None
     if first["best"] is not None:
