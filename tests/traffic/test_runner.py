@@ -96,8 +96,8 @@ def search(build, out):
     t0 = time.monotonic()
     # Zero loss through a 1.5 s final on two shared vCPUs is a coin toss near the limit (a CI
     # run lost 0.09-0.29% in its finals at 2.5 Mpps, 2.9 Mpps having passed a 0.5 s trial, and
-    # reported no rate): a failing trial confirmed twice and a 1 s final keep this a test of the runner,
-    # not of the VM's stalls.
+    # reported no rate): a failing trial confirmed twice and a 1 s final keep this a test of
+    # the runner, not of the VM's stalls.
     p = subprocess.run([str(RUNNER), str(SCENARIO), "--mode", "ndr", "--trial", "0.5", "--resolution", "0.25",
                         "--confirm", "2", "--final", "1", "--out", str(out), "--build", build],
                        capture_output=True, text=True, timeout=300)
