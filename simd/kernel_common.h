@@ -97,7 +97,7 @@ inline uint16_t load_be16(const uint8_t* p) noexcept {
 
 // IPv6 without extension headers, TCP or UDP, at l3 (14 or 18): true with the key written when
 // the reference would say kOk; false leaves everything to the reference.
-bool ipv6_fast(const PacketView& v, uint32_t l3, FlowKey& key) noexcept {
+bool ipv6_fast(const PacketView& v, uint32_t l3, uint8_t in_port, FlowKey& key) noexcept {
   const uint8_t* h = v.data + l3;
   const uint32_t l4 = l3 + kIpv6HeaderLen;
   const uint8_t next = h[6];
@@ -124,7 +124,7 @@ bool ipv6_fast(const PacketView& v, uint32_t l3, FlowKey& key) noexcept {
   uint32_t ports;
   std::memcpy(&ports, t, 4);
   auto* k = reinterpret_cast<uint8_t*>(&key);
-  const uint64_t head = next | uint64_t{k[1]} << 8 | uint64_t{1} << 16 |
+  const uint64_t head = next | uint64_t{in_port} << 8 | uint64_t{1} << 16 |
                         uint64_t{static_cast<uint8_t>(Family::kIpv6)} << 24 | uint64_t{ports} << 32;
   const uint64_t tail = l3 | uint64_t{l4} << 16;  // fragment 0, pad 0
   std::memcpy(k, &head, 8);
@@ -142,11 +142,11 @@ struct FastResult {
 };
 
 // Verdicts of a group of kLanes views after its vector step (live: the lanes that are packets
-// of the burst): kOk for passed lanes; the others take the IPv6 path or the reference. Returns
-// how many are kOk.
+// of the burst): kOk for passed lanes (their keys and hashes written by the vector step); the
+// others take the IPv6 path or the reference. Returns how many are kOk.
 template <unsigned kLanes>
-unsigned finish_group(const PacketView* v, FlowKey* keys, Verdict* verdicts, uint32_t live,
-                      const FastResult& r) noexcept {
+unsigned finish_group(const PacketView* v, uint8_t in_port, FlowKey* keys, uint32_t* hashes,
+                      Verdict* verdicts, uint32_t live, const FastResult& r) noexcept {
   constexpr uint32_t kAll = kLanes == 32 ? ~0u : (1u << kLanes) - 1;
   if (r.ok == kAll) {
     std::memset(verdicts, 0, kLanes);  // Verdict::kOk
@@ -161,11 +161,13 @@ unsigned finish_group(const PacketView* v, FlowKey* keys, Verdict* verdicts, uin
   for (uint32_t m = live & ~r.ok; m != 0; m &= m - 1) {
     const auto k = static_cast<unsigned>(__builtin_ctz(m));
     if ((r.ipv6 >> k & 1) &&
-        ipv6_fast(v[k], kEthHeaderLen + (r.vlan >> k & 1) * kVlanTagLen, keys[k])) {
+        ipv6_fast(v[k], kEthHeaderLen + (r.vlan >> k & 1) * kVlanTagLen, in_port, keys[k])) {
       verdicts[k] = Verdict::kOk;
+      if (hashes != nullptr) hashes[k] = key_hash(keys[k]);
       ++nb_ok;
     } else {
-      nb_ok += validate_burst_scalar(&v[k], 1, &keys[k], &verdicts[k]);
+      nb_ok += validate_burst_scalar(&v[k], 1, in_port, &keys[k],
+                                     hashes != nullptr ? &hashes[k] : nullptr, &verdicts[k]);
     }
   }
   return nb_ok;
@@ -183,21 +185,24 @@ std::array<PacketView, kLanes> with_blanks(const PacketView* v, uint32_t usable)
 }
 
 // A burst in groups of kLanes; the tail runs as a group padded with blank views whose lanes
-// are not live. group(views, keys, verdicts, live) returns how many are kOk.
+// are not live. group(views, keys, hashes, verdicts, live) returns how many are kOk (hashes
+// null, or offset like keys).
 template <unsigned kLanes, typename Group>
-uint16_t run_burst(const PacketView* pkts, uint16_t n, FlowKey* keys, Verdict* verdicts,
-                   Group&& group) noexcept {
+uint16_t run_burst(const PacketView* pkts, uint16_t n, FlowKey* keys, uint32_t* hashes,
+                   Verdict* verdicts, Group&& group) noexcept {
   constexpr uint32_t kAll = kLanes == 32 ? ~0u : (1u << kLanes) - 1;
   unsigned nb_ok = 0;
   uint16_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) nb_ok += group(pkts + i, keys + i, verdicts + i, kAll);
+  auto hashes_at = [hashes](unsigned at) { return hashes != nullptr ? hashes + at : nullptr; };
+  for (; i + kLanes <= n; i += kLanes)
+    nb_ok += group(pkts + i, keys + i, hashes_at(i), verdicts + i, kAll);
   if (i < n) {
     std::array<PacketView, kLanes> tail;
     const unsigned rest = n - i;
     for (unsigned k = 0; k < kLanes; ++k) {
       tail[k] = k < rest ? pkts[i + k] : PacketView{kBlank.data(), 0, 0, CksumHint::kUnknown};
     }
-    nb_ok += group(tail.data(), keys + i, verdicts + i, (1u << rest) - 1);
+    nb_ok += group(tail.data(), keys + i, hashes_at(i), verdicts + i, (1u << rest) - 1);
   }
   return static_cast<uint16_t>(nb_ok);
 }

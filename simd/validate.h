@@ -8,6 +8,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string_view>
 
@@ -56,7 +57,7 @@ struct PacketView {
 // fields on these offsets), so multi-byte fields are in network byte order.
 struct alignas(8) FlowKey {
   uint8_t proto;                // IP protocol after any IPv6 extension headers; 0 for non-IP
-  uint8_t in_port;              // ingress port id: set by the pipeline, not by the validator
+  uint8_t in_port;              // ingress port id: the burst's, given to the validator
   uint8_t l4_valid;             // 1 when src_port/dst_port were read from a TCP/UDP/SCTP header
   Family family;                // kNone for non-IP frames (ARP, LLDP, ...)
   uint16_t src_port;            // network byte order; 0 unless l4_valid
@@ -78,19 +79,43 @@ static_assert(offsetof(FlowKey, dst) == 24);
 // multi-segment frame; a chain that runs past them is counted as ipv6_ext.
 inline constexpr uint32_t kMaxHeaderBytes = 512;
 
-// Validates n packets. verdicts[i] is kOk or exactly one drop reason; keys[i] is filled for
-// every packet with verdict kOk (its in_port is left untouched). Returns how many are kOk.
-using ValidateBurstFn = uint16_t (*)(const PacketView* pkts, uint16_t n, FlowKey* keys,
-                                     Verdict* verdicts) noexcept;
+// The flow hash of a key, by which the flow cache picks its bucket (lib/flow): a function of
+// the key's first 40 bytes alone (everything classification reads), so every kernel gives the
+// same one. Each 16-byte address is folded to 4 bytes by XOR (an IPv4 key's is its address:
+// the rest is zero); then head word (protocol, in_port, l4_valid, family), ports and the two
+// folds, each times its own odd constant, summed, and murmur3's finaliser, so that the low bits
+// a bucket index takes depend on every input bit. The AVX2 kernel computes it on eight IPv4
+// packets at once, in the lanes it already holds the fields in (hash_mix's vector twin).
+inline constexpr uint32_t hash_mix(uint32_t head, uint32_t ports, uint32_t src,
+                                   uint32_t dst) noexcept {
+  uint32_t h = head * 0x9E3779B1u + ports * 0x85EBCA77u + src * 0xC2B2AE3Du + dst * 0x27D4EB2Fu;
+  h ^= h >> 16;
+  h *= 0x85EBCA6Bu;
+  h ^= h >> 13;
+  h *= 0xC2B2AE35u;
+  h ^= h >> 16;
+  return h;
+}
+inline uint32_t key_hash(const FlowKey& key) noexcept {
+  uint32_t w[10];
+  std::memcpy(w, &key, sizeof w);
+  return hash_mix(w[0], w[1], w[2] ^ w[3] ^ w[4] ^ w[5], w[6] ^ w[7] ^ w[8] ^ w[9]);
+}
+
+// Validates n packets, all received on port in_port. verdicts[i] is kOk or exactly one drop
+// reason; for every packet with verdict kOk, keys[i] is filled (in_port included) and, unless
+// hashes is null, hashes[i] = key_hash(keys[i]). Returns how many are kOk.
+using ValidateBurstFn = uint16_t (*)(const PacketView* pkts, uint16_t n, uint8_t in_port,
+                                     FlowKey* keys, uint32_t* hashes, Verdict* verdicts) noexcept;
 
 // The scalar reference: every other kernel must give the same verdicts and keys.
-uint16_t validate_burst_scalar(const PacketView* pkts, uint16_t n, FlowKey* keys,
-                               Verdict* verdicts) noexcept;
+uint16_t validate_burst_scalar(const PacketView* pkts, uint16_t n, uint8_t in_port, FlowKey* keys,
+                               uint32_t* hashes, Verdict* verdicts) noexcept;
 
 // The AVX2 kernel (validate_avx2.cpp, built with -mavx2): same outputs as the scalar
 // reference. Call it only where kernel_supported(Kernel::kAvx2) holds.
-uint16_t validate_burst_avx2(const PacketView* pkts, uint16_t n, FlowKey* keys,
-                             Verdict* verdicts) noexcept;
+uint16_t validate_burst_avx2(const PacketView* pkts, uint16_t n, uint8_t in_port, FlowKey* keys,
+                             uint32_t* hashes, Verdict* verdicts) noexcept;
 
 // Kernels in order of preference, best last. Chosen once at start (kernel_fn), never at build
 // time: the binary runs on any x86-64 and uses what the CPU has.

@@ -33,11 +33,26 @@ FlowCache::~FlowCache() {
 FlowCache::Counts FlowCache::classify(const FlowTable& table, uint64_t gen,
                                       const simd::FlowKey* const* keys, uint16_t n,
                                       uint32_t* out) noexcept {
+  Counts total;
+  std::array<uint32_t, kMaxKeys> hashes;
+  for (uint16_t base = 0; base < n; base += kMaxKeys) {
+    const auto count = static_cast<uint16_t>(std::min<unsigned>(n - base, kMaxKeys));
+    for (uint16_t i = 0; i < count; ++i) hashes[i] = simd::key_hash(*keys[base + i]);
+    const Counts c = classify_burst(table, gen, keys + base, hashes.data(), count, out + base);
+    total.misses = static_cast<uint16_t>(total.misses + c.misses);
+    total.bypassed = static_cast<uint16_t>(total.bypassed + c.bypassed);
+  }
+  return total;
+}
+
+FlowCache::Counts FlowCache::classify(const FlowTable& table, uint64_t gen,
+                                      const simd::FlowKey* const* keys, const uint32_t* hashes,
+                                      uint16_t n, uint32_t* out) noexcept {
   // n is at most a burst; larger calls are taken a burst at a time rather than overrun.
   Counts total;
   for (uint16_t base = 0; base < n; base += kMaxKeys) {
     const auto count = static_cast<uint16_t>(std::min<unsigned>(n - base, kMaxKeys));
-    const Counts c = classify_burst(table, gen, keys + base, count, out + base);
+    const Counts c = classify_burst(table, gen, keys + base, hashes + base, count, out + base);
     total.misses = static_cast<uint16_t>(total.misses + c.misses);
     total.bypassed = static_cast<uint16_t>(total.bypassed + c.bypassed);
   }
@@ -45,7 +60,8 @@ FlowCache::Counts FlowCache::classify(const FlowTable& table, uint64_t gen,
 }
 
 FlowCache::Counts FlowCache::classify_burst(const FlowTable& table, uint64_t gen,
-                                            const simd::FlowKey* const* keys, uint16_t n,
+                                            const simd::FlowKey* const* keys,
+                                            const uint32_t* hashes, uint16_t n,
                                             uint32_t* out) noexcept {
   constexpr uint16_t kMax = kMaxKeys;
   if (bypass_left_ != 0) [[unlikely]] {
@@ -55,7 +71,7 @@ FlowCache::Counts FlowCache::classify_burst(const FlowTable& table, uint64_t gen
   }
   std::array<uint32_t, kMax> slot;
   for (uint16_t i = 0; i < n; ++i) {
-    slot[i] = bucket_of(*keys[i]);
+    slot[i] = bucket_of_hash(hashes[i]);
     prefetch(slot[i]);
   }
   std::array<const simd::FlowKey*, kMax> miss;

@@ -19,7 +19,7 @@
 // Cost (TSC cycles/packet, sluice-bench-stages BM_Worker, the whole burst with 1,000 rules):
 // see tools/bench/stages.cpp and the README's measured table.
 
-#include <nmmintrin.h>
+#include <smmintrin.h>
 
 #include <cstdint>
 #include <cstring>
@@ -47,27 +47,25 @@ class FlowCache {
   static constexpr uint32_t kBypassWindows = 8;
 
   // FlowTable::classify through the cache, for the rule generation numbered gen (table is its
-  // table): out[i] is the table's answer for keys[i]. Misses are classified in one call (per
-  // 64 keys) and cached.
+  // table): out[i] is the table's answer for keys[i]; hashes[i] is simd::key_hash(*keys[i]),
+  // which the validator gives with each key. Misses are classified in one call (per 64 keys)
+  // and cached.
   struct Counts {
     uint16_t misses = 0;    // looked up and not found (then classified and cached)
     uint16_t bypassed = 0;  // not looked up: the cache stands aside (see above)
   };
   Counts classify(const FlowTable& table, uint64_t gen, const simd::FlowKey* const* keys,
+                  const uint32_t* hashes, uint16_t n, uint32_t* out) noexcept;
+  // The same, hashing the keys here (tests and tools; the data path has the validator's).
+  Counts classify(const FlowTable& table, uint64_t gen, const simd::FlowKey* const* keys,
                   uint16_t n, uint32_t* out) noexcept;
 
-  // The bucket of a key: CRC32C of its first word and of the other four folded into one, the
-  // address words turned by half so that an IPv4 key (zero past the first four bytes of each
-  // address) folds with nothing lost, then a multiply (CRC is linear, and keys that differ in a
-  // few bits can share its low bits). An IPv6 key folds with some loss: the compare is on the
-  // whole key anyway. SSE4.2's crc32 directly (corei7, DPDK's x86-64 baseline), not
-  // rte_hash_crc, which checks at every call which instruction it may use.
+  // The bucket of a key: the low bits of its key_hash (mixed down from every key bit). The
+  // compare is on the whole key, so a bucket two keys share costs a way, never an answer.
   uint32_t bucket_of(const simd::FlowKey& key) const noexcept {
-    const uint64_t rest =
-        word(&key, 1) ^ rotate(word(&key, 3)) ^ word(&key, 2) ^ rotate(word(&key, 4));
-    const auto h = static_cast<uint32_t>(_mm_crc32_u64(_mm_crc32_u64(0, word(&key, 0)), rest));
-    return static_cast<uint32_t>((uint64_t{h} * 0x9E3779B97F4A7C15ull) >> 32) & mask_;
+    return bucket_of_hash(simd::key_hash(key));
   }
+  uint32_t bucket_of_hash(uint32_t hash) const noexcept { return hash & mask_; }
   void prefetch(uint32_t bucket) const noexcept { __builtin_prefetch(&buckets_[bucket]); }
 
   // Whether the bucket holds key under generation gen; then *result is its classify answer.
@@ -108,7 +106,6 @@ class FlowCache {
     Entry way[2];
   };
 
-  static uint64_t rotate(uint64_t v) noexcept { return (v >> 32) | (v << 32); }
   // Word i of a key's bytes (one unaligned load).
   static uint64_t word(const void* p, unsigned i) noexcept {
     uint64_t v;
@@ -127,7 +124,7 @@ class FlowCache {
 
   static constexpr uint16_t kMaxKeys = 64;  // a burst
   Counts classify_burst(const FlowTable& table, uint64_t gen, const simd::FlowKey* const* keys,
-                        uint16_t n, uint32_t* out) noexcept;
+                        const uint32_t* hashes, uint16_t n, uint32_t* out) noexcept;
 
   FlowCache() = default;
   Bucket* buckets_ = nullptr;

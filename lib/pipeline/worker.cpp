@@ -168,6 +168,7 @@ uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t 
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
   std::array<simd::PacketView, kMaxBurst> views;
   std::array<simd::FlowKey, kMaxBurst> keys;
+  std::array<uint32_t, kMaxBurst> hashes;  // the flow cache's, from the validator
   std::array<simd::Verdict, kMaxBurst> verdicts;
   std::array<const simd::FlowKey*, kMaxBurst> key_of;
   std::array<rte_mbuf*, kMaxBurst> valid;
@@ -182,17 +183,20 @@ uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t 
   const bool capturing = w.capture_ring != nullptr;
   auto& c = w.counters;
 
-  // 1. Prefetch and validate. The validator never writes a key's in_port, so it is set here,
-  // with the key pointers classification takes, in the same pass.
+  // 1. Prefetch and validate: the views, the key pointers classification takes and the burst's
+  // bytes (what the one-rule path below counts) in one pass; the validator writes the keys,
+  // in_port included, and their flow hashes.
   for (unsigned i = 0; i < n && i < kPrefetchOffset; ++i)
     rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
+  uint64_t burst_bytes = 0;
   for (unsigned i = 0; i < n; ++i) {
     if (i + kPrefetchOffset < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchOffset], void*));
     views[i] = view_of(w, i, pkts[i]);
-    keys[i].in_port = port_index;
+    burst_bytes += views[i].frame_len;
     key_of[i] = &keys[i];
   }
-  const uint16_t nb_ok = w.validate(views.data(), n, keys.data(), verdicts.data());
+  const uint16_t nb_ok = w.validate(views.data(), n, port_index, keys.data(),
+                                    w.cache ? hashes.data() : nullptr, verdicts.data());
 #pragma GCC diagnostic pop
 
   // Usually the whole burst is valid; otherwise the valid packets and their keys move up.
@@ -207,6 +211,7 @@ uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t 
         continue;
       }
       key_of[k] = &keys[i];
+      hashes[k] = hashes[i];  // k <= i: moved up in place
       valid_at[k] = static_cast<uint8_t>(i);
       valid[k++] = pkts[i];
     }
@@ -218,7 +223,8 @@ uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t 
   const flow::FlowTable* table = gen->table.get();
   stats::PacketBytes* const hits = gen->hits[w.index];
   if (w.cache) [[likely]] {
-    const auto got = w.cache->classify(*table, gen->number, key_of.data(), nb_ok, results.data());
+    const auto got =
+        w.cache->classify(*table, gen->number, key_of.data(), hashes.data(), nb_ok, results.data());
     c.cache_misses.add(got.misses);
     c.cache_bypassed.add(got.bypassed);
     c.cache_hits.add(nb_ok - got.misses - got.bypassed);
@@ -237,9 +243,7 @@ uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t 
       const flow::RuleAction& a = table->action(r0);
       if (a.action == config::Action::kForward && a.mirror == flow::kNoPort &&
           !(capturing && a.capture)) [[likely]] {
-        uint64_t bytes = 0;
-        for (unsigned j = 0; j < n; ++j) bytes += pkts[j]->pkt_len;
-        hits[r0].add_n(n, bytes);
+        hits[r0].add_n(n, burst_bytes);
         tx_to_port(w, a.to, pkts, n);
         return burst_done(w, rx_tsc, n);
       }
@@ -406,7 +410,7 @@ uint64_t spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
   // What is left is this worker's own share.
   unsigned own = 0;
   for (; left != 0; left &= left - 1) batch[own++] = pkts[__builtin_ctzll(left)];
-  if (own == 0) return rx_tsc;
+  if (own == 0) return rte_rdtsc();  // the worker loop's clock goes on from here
   c.rx_packets.add(own);
   return process_burst(w, q.port_index, batch.data(), static_cast<uint16_t>(own), rx_tsc);
 }
@@ -420,9 +424,12 @@ uint64_t rx_tsc_of_handed(const rte_mbuf* m) noexcept {
   return now - static_cast<uint32_t>(static_cast<uint32_t>(now) - m->hash.rss);
 }
 
-void test_slow(const Worker& w, unsigned n) noexcept {
+// Returns the TSC it ended on.
+uint64_t test_slow(const Worker& w, unsigned n) noexcept {
   const uint64_t until = rte_rdtsc() + w.test_slow_cycles * n;
-  while (rte_rdtsc() < until) rte_pause();
+  uint64_t now;
+  while ((now = rte_rdtsc()) < until) rte_pause();
+  return now;
 }
 
 }  // namespace
@@ -437,8 +444,11 @@ int worker_main(void* arg) {
   bool pending = false;
   if (w.qsbr) rte_rcu_qsbr_thread_online(w.qsbr, w.index);
 
+  // One TSC read per burst under load: a round that received something starts the next from
+  // the TSC its last burst ended on (a few instructions earlier; after an empty poll of a later
+  // queue, a poll's time early, so a latency is never understated); an idle round reads it.
+  uint64_t now = rte_rdtsc();
   while (!w.stop->load(std::memory_order_relaxed)) {
-    const uint64_t now = rte_rdtsc();
     if (now - last_drain > w.drain_cycles) [[unlikely]] {
       // Housekeeping: drain TX buffers, report the quiescent state (no generation is held
       // between bursts), heartbeat.
@@ -466,7 +476,7 @@ int worker_main(void* arg) {
         tsc = process_burst(w, q.port_index, pkts.data(), n, tsc);
       }
       if (w.test_slow_cycles != 0) [[unlikely]]
-        test_slow(w, n);
+        tsc = test_slow(w, n);
     }
     for (const auto& in : w.inbox) {
       const unsigned n = rte_ring_sc_dequeue_burst(in.ring, reinterpret_cast<void**>(pkts.data()),
@@ -475,18 +485,22 @@ int worker_main(void* arg) {
       sys::tsan_acquire(in.ring);
       received = true;
       w.counters.rx_packets.add(n);
-      process_burst(w, in.port_index, pkts.data(), static_cast<uint16_t>(n),
-                    rx_tsc_of_handed(pkts[0]));
+      tsc = process_burst(w, in.port_index, pkts.data(), static_cast<uint16_t>(n),
+                          rx_tsc_of_handed(pkts[0]));
       if (w.test_slow_cycles != 0) [[unlikely]]
-        test_slow(w, n);
+        tsc = test_slow(w, n);
     }
     w.counters.polls.add(1);
     if (received) {
       w.counters.busy_polls.add(1);
       pending = true;
-    } else if (pending) {
-      worker_flush(w);
-      pending = false;
+      now = tsc;
+    } else {
+      if (pending) {
+        worker_flush(w);
+        pending = false;
+      }
+      now = rte_rdtsc();
     }
   }
   worker_flush(w);

@@ -88,15 +88,26 @@ size_t check_validate_input(const uint8_t* data, size_t size) {
   auto ref_keys = std::make_unique<FlowKey[]>(std::max<size_t>(n, 1));
   auto ref_verdicts = std::make_unique<Verdict[]>(std::max<size_t>(n, 1));
   std::memset(ref_keys.get(), kUntouched, n * sizeof(FlowKey));
-  const uint16_t ref_ok = simd::validate_burst_scalar(views.get(), static_cast<uint16_t>(n),
-                                                      ref_keys.get(), ref_verdicts.get());
+  // The ingress port every key carries: from the input, so the corpus covers several.
+  const uint8_t in_port = size != 0 ? data[size - 1] : 0;
+  auto ref_hashes = std::make_unique<uint32_t[]>(std::max<size_t>(n, 1));
+  const uint16_t ref_ok =
+      simd::validate_burst_scalar(views.get(), static_cast<uint16_t>(n), in_port, ref_keys.get(),
+                                  ref_hashes.get(), ref_verdicts.get());
+  for (size_t i = 0; i < n; ++i) {
+    if (ref_verdicts[i] == Verdict::kOk &&
+        (ref_keys[i].in_port != in_port || ref_hashes[i] != simd::key_hash(ref_keys[i]))) {
+      differ(simd::Kernel::kScalar, i, views[i], "in_port or key_hash not as given");
+    }
+  }
   for (simd::Kernel k : simd::kKernels) {
     if (k == simd::Kernel::kScalar || !simd::kernel_supported(k)) continue;
     auto keys = std::make_unique<FlowKey[]>(std::max<size_t>(n, 1));
     auto verdicts = std::make_unique<Verdict[]>(std::max<size_t>(n, 1));
+    auto hashes = std::make_unique<uint32_t[]>(std::max<size_t>(n, 1));
     std::memset(keys.get(), kUntouched, n * sizeof(FlowKey));
-    const uint16_t ok =
-        simd::kernel_fn(k)(views.get(), static_cast<uint16_t>(n), keys.get(), verdicts.get());
+    const uint16_t ok = simd::kernel_fn(k)(views.get(), static_cast<uint16_t>(n), in_port,
+                                           keys.get(), hashes.get(), verdicts.get());
     for (size_t i = 0; i < n; ++i) {
       if (verdicts[i] != ref_verdicts[i]) {
         differ(k, i, views[i],
@@ -108,6 +119,9 @@ size_t check_validate_input(const uint8_t* data, size_t size) {
         differ(k, i, views[i],
                "key " + hex(&keys[i], sizeof(FlowKey)) + " instead of " +
                    hex(&ref_keys[i], sizeof(FlowKey)));
+      }
+      if (verdicts[i] == Verdict::kOk && hashes[i] != ref_hashes[i]) {
+        differ(k, i, views[i], "flow hash differs");
       }
       if (verdicts[i] != Verdict::kOk && !untouched(keys[i])) {
         differ(k, i, views[i], "the key of a dropped packet was written");

@@ -140,7 +140,6 @@ Verdict check_one(const PacketView& p, FlowKey& out) {
     l3 += sizeof(rte_vlan_hdr);
   }
   FlowKey key{};
-  key.in_port = out.in_port;
   key.l3_offset = static_cast<uint16_t>(l3);
   Verdict v = Verdict::kOk;
   if (type == RTE_BE16(RTE_ETHER_TYPE_IPV4)) {
@@ -154,12 +153,15 @@ Verdict check_one(const PacketView& p, FlowKey& out) {
 
 }  // namespace
 
-uint16_t validate_burst_anchor(const PacketView* pkts, uint16_t n, FlowKey* keys,
-                               Verdict* verdicts) noexcept {
+uint16_t validate_burst_anchor(const PacketView* pkts, uint16_t n, uint8_t in_port, FlowKey* keys,
+                               uint32_t* hashes, Verdict* verdicts) noexcept {
   uint16_t nb_ok = 0;
   for (uint16_t i = 0; i < n; ++i) {
     verdicts[i] = check_one(pkts[i], keys[i]);
-    nb_ok += verdicts[i] == Verdict::kOk;
+    if (verdicts[i] != Verdict::kOk) continue;
+    ++nb_ok;
+    keys[i].in_port = in_port;
+    if (hashes != nullptr) hashes[i] = simd::key_hash(keys[i]);
   }
   return nb_ok;
 }

@@ -274,7 +274,7 @@ Result<TrafficPlan> pcap_plan(const std::string& path, uint32_t max_frame) {
     off += 16 + incl;
     simd::PacketView v{t.frame.data(), incl, incl, simd::CksumHint::kUnknown};
     simd::FlowKey key{};
-    simd::validate_burst_scalar(&v, 1, &key, &t.expect);
+    simd::validate_burst_scalar(&v, 1, 0, &key, nullptr, &t.expect);
     const bool l4 = t.expect == simd::Verdict::kOk && key.l4_valid && !key.fragment &&
                     (key.proto == kProtoUdp || key.proto == kProtoTcp);
     if (l4) {
@@ -323,7 +323,7 @@ Result<void> verify_plan(const TrafficPlan& plan) {
     simd::PacketView v{copy.data(), len, len, simd::CksumHint::kUnknown};
     simd::FlowKey key{};
     simd::Verdict got{};
-    simd::validate_burst_scalar(&v, 1, &key, &got);
+    simd::validate_burst_scalar(&v, 1, 0, &key, nullptr, &got);
     if (got != t.expect) {
       return Error{fmt::format("template {} ({} bytes): sluice's validator says {}, expected {}", i,
                                len, simd::verdict_name(got), simd::verdict_name(t.expect))};

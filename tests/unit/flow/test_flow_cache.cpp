@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <rte_memory.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <random>
@@ -223,6 +224,46 @@ TEST(FlowCache, AGenerationNeverSeesAnotherGenerationsAnswers) {
   c->classify(*t2, 3, keys.data(), 64, got.data());
   EXPECT_EQ(c->classify(*t2, 3, keys.data(), 64, got.data()).misses, 0);
   EXPECT_EQ(got, want2);
+}
+
+// The buckets come from the low bits of key_hash: keys that differ only in a few low or high
+// bits of one field (a /24 of hosts, a range of ports, one address byte, the ingress port)
+// must spread over the buckets about as random keys would (1 - 1/e of them used, 63%, for as
+// many keys as buckets), not pile up in a few because a field's bits never reach the index.
+TEST(FlowCache, BucketsSpreadStructuredKeys) {
+  auto c = cache_of(8192);  // 4096 buckets
+  ASSERT_TRUE(c);
+  constexpr unsigned kKeys = 4096;
+  auto used_share = [&](auto vary) {
+    std::vector<bool> used(4096);
+    for (unsigned i = 0; i < kKeys; ++i) {
+      simd::FlowKey k{};
+      k.proto = kUdp;
+      k.l4_valid = 1;
+      k.family = simd::Family::kIpv4;
+      k.src = {10, 0, 0, 1};
+      k.dst = {192, 168, 1, 1};
+      k.src_port = htons(1024);
+      k.dst_port = htons(53);
+      vary(k, i);
+      used[c->bucket_of(k)] = true;
+    }
+    return static_cast<double>(std::count(used.begin(), used.end(), true)) / 4096.0;
+  };
+  const double host = used_share([](simd::FlowKey& k, unsigned i) {
+    k.src[2] = static_cast<uint8_t>(i >> 8), k.src[3] = static_cast<uint8_t>(i);
+  });
+  const double sport = used_share([](simd::FlowKey& k, unsigned i) { k.src_port = htons(i); });
+  const double dport = used_share([](simd::FlowKey& k, unsigned i) {
+    k.dst_port = htons(static_cast<uint16_t>(i << 4));  // the port's low bits all zero
+  });
+  const double both = used_share([](simd::FlowKey& k, unsigned i) {
+    k.dst[0] = static_cast<uint8_t>(i >> 6), k.in_port = static_cast<uint8_t>(i & 63);
+  });
+  for (double share : {host, sport, dport, both}) {
+    EXPECT_GT(share, 0.58);
+    EXPECT_LT(share, 0.68);
+  }
 }
 
 // Two flows whose keys share a bucket both stay cached (two ways); a third one evicts the

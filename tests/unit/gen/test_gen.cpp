@@ -23,7 +23,7 @@ simd::Verdict verdict_of(const std::vector<uint8_t>& f, simd::FlowKey* key_out =
                      simd::CksumHint::kUnknown};
   simd::FlowKey key{};
   simd::Verdict verdict{};
-  simd::validate_burst_scalar(&v, 1, &key, &verdict);
+  simd::validate_burst_scalar(&v, 1, 0, &key, nullptr, &verdict);
   if (key_out) *key_out = key;
   return verdict;
 }

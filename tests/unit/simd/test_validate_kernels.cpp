@@ -79,9 +79,14 @@ class Harness {
     std::memset(keys, kSentinel, n * sizeof(FlowKey));
     std::memset(verdicts, 0xEE, n);
 
-    const uint16_t ref_ok = validate_burst_scalar(views, static_cast<uint16_t>(n), ref_keys.data(),
-                                                  ref_verdicts.data());
-    const uint16_t ok = g_fn(views, static_cast<uint16_t>(n), keys, verdicts);
+    // A different ingress port for each burst size; hashes where the kernel writes them.
+    const auto in_port = static_cast<uint8_t>(n * 37);
+    std::vector<uint32_t> ref_hashes(n, 0xDEADBEEF), hashes(n, 0xDEADBEEF);
+    const uint16_t ref_ok =
+        validate_burst_scalar(views, static_cast<uint16_t>(n), in_port, ref_keys.data(),
+                              ref_hashes.data(), ref_verdicts.data());
+    const uint16_t ok =
+        g_fn(views, static_cast<uint16_t>(n), in_port, keys, hashes.data(), verdicts);
     EXPECT_EQ(ok, ref_ok) << what << ": return count, burst of " << n;
     g_packets += n;
     for (size_t i = 0; i < n; ++i) {
@@ -95,14 +100,21 @@ class Harness {
         continue;
       }
       if (verdicts[i] == Verdict::kOk) {
+        if (hashes[i] != ref_hashes[i] || hashes[i] != key_hash(ref_keys[i])) {
+          ADD_FAILURE() << what << ": packet " << i << " of " << n << ": flow hash " << hashes[i]
+                        << ", scalar " << ref_hashes[i] << ", key_hash " << key_hash(ref_keys[i])
+                        << "\n"
+                        << describe(burst[i]);
+        }
         if (std::memcmp(&keys[i], &ref_keys[i], sizeof(FlowKey)) != 0) {
           ADD_FAILURE() << what << ": packet " << i << " of " << n << ": keys differ\n  "
                         << kernel_name(g_kernel) << ": " << hex(&keys[i], sizeof(FlowKey))
                         << "\n  scalar: " << hex(&ref_keys[i], sizeof(FlowKey)) << "\n"
                         << describe(burst[i]);
         }
-      } else if (!key_untouched(keys[i])) {
-        ADD_FAILURE() << what << ": packet " << i << ": the key of a dropped packet was written";
+      } else if (!key_untouched(keys[i]) || hashes[i] != 0xDEADBEEF) {
+        ADD_FAILURE() << what << ": packet " << i
+                      << ": the key or hash of a dropped packet was written";
       }
     }
   }
@@ -559,8 +571,8 @@ TEST(Burst, EmptyTouchesNothing) {
   std::array<FlowKey, 1> keys;
   std::memset(keys.data(), kSentinel, sizeof(keys));
   std::array<Verdict, 1> verdicts{Verdict::kUdpLength};
-  EXPECT_EQ(g_fn(nullptr, 0, keys.data(), verdicts.data()), 0);
-  EXPECT_EQ(g_fn(nullptr, 0, nullptr, nullptr), 0);
+  EXPECT_EQ(g_fn(nullptr, 0, 0, keys.data(), nullptr, verdicts.data()), 0);
+  EXPECT_EQ(g_fn(nullptr, 0, 0, nullptr, nullptr, nullptr), 0);
   EXPECT_EQ(verdicts[0], Verdict::kUdpLength);
 }
 
@@ -581,8 +593,9 @@ TEST(Burst, EveryLanePosition) {
   }
 }
 
-TEST(Burst, KeysKeepInPortAndOverwriteTheRest) {
-  // in_port is never written; everything else of a kOk key is, whatever it held before.
+TEST(Burst, KeysTakeInPortAndOverwriteTheRest) {
+  // in_port is the burst's; everything else of a kOk key is written, whatever it held before,
+  // with or without hashes.
   const std::vector<Bytes> seeds = seed_frames();
   std::vector<std::unique_ptr<GuardedBuffer>> bufs;
   std::vector<PacketView> views;
@@ -597,12 +610,13 @@ TEST(Burst, KeysKeepInPortAndOverwriteTheRest) {
     std::memset(a.data(), fill, n * sizeof(FlowKey));
     std::memset(b.data(), fill, n * sizeof(FlowKey));
     std::vector<Verdict> va(n), vb(n);
-    EXPECT_EQ(validate_burst_scalar(views.data(), n, a.data(), va.data()),
-              g_fn(views.data(), n, b.data(), vb.data()));
+    const auto port = static_cast<uint8_t>(fill ^ 0x81);
+    EXPECT_EQ(validate_burst_scalar(views.data(), n, port, a.data(), nullptr, va.data()),
+              g_fn(views.data(), n, port, b.data(), nullptr, vb.data()));
     for (size_t i = 0; i < n; ++i) {
       EXPECT_EQ(va[i], vb[i]) << i;
       EXPECT_EQ(std::memcmp(&a[i], &b[i], sizeof(FlowKey)), 0) << i;
-      EXPECT_EQ(b[i].in_port, fill) << i;
+      EXPECT_EQ(b[i].in_port, port) << i;
     }
   }
 }

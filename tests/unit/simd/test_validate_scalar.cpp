@@ -33,8 +33,12 @@ bool key_untouched(const FlowKey& k) {
   return std::all_of(p, p + sizeof(k), [](uint8_t b) { return b == kSentinel; });
 }
 
+// The ingress port run() gives the validator.
+constexpr uint8_t kInPort = 0x3C;
+
 // Validates one packet of which data_len bytes are readable. Checks what holds for every
-// packet: the return count, in_port untouched, dropped keys untouched.
+// packet: the return count, in_port as given, the flow hash key_hash's, dropped keys and
+// hashes untouched.
 Outcome run(const Bytes& frame, uint32_t data_len, uint32_t frame_len,
             CksumHint hint = CksumHint::kUnknown) {
   GuardedBuffer buf(data_len);
@@ -42,16 +46,19 @@ Outcome run(const Bytes& frame, uint32_t data_len, uint32_t frame_len,
   Outcome out;
   std::memset(&out.key, kSentinel, sizeof(out.key));
   out.verdict = static_cast<Verdict>(0xEE);
-  const uint16_t nb_ok = validate_burst_scalar(&v, 1, &out.key, &out.verdict);
+  uint32_t hash = 0xDEADBEEF;
+  const uint16_t nb_ok = validate_burst_scalar(&v, 1, kInPort, &out.key, &hash, &out.verdict);
   EXPECT_LT(static_cast<size_t>(out.verdict), kVerdictCount);
   EXPECT_EQ(nb_ok, out.verdict == Verdict::kOk ? 1 : 0);
   if (out.verdict == Verdict::kOk) {
-    EXPECT_EQ(out.key.in_port, kSentinel);
+    EXPECT_EQ(out.key.in_port, kInPort);
+    EXPECT_EQ(hash, key_hash(out.key));
     EXPECT_EQ(out.key.pad_[0], 0);
     EXPECT_EQ(out.key.pad_[1], 0);
     EXPECT_EQ(out.key.pad_[2], 0);
   } else {
     EXPECT_TRUE(key_untouched(out.key)) << "dropped packet's key was written";
+    EXPECT_EQ(hash, 0xDEADBEEF) << "dropped packet's hash was written";
   }
   return out;
 }
@@ -889,8 +896,8 @@ TEST(Burst, Empty) {
   std::memset(keys.data(), kSentinel, sizeof(keys));
   std::array<Verdict, 2> verdicts{Verdict::kUdpLength, Verdict::kUdpLength};
   PacketView v{};
-  EXPECT_EQ(validate_burst_scalar(&v, 0, keys.data(), verdicts.data()), 0);
-  EXPECT_EQ(validate_burst_scalar(nullptr, 0, nullptr, nullptr), 0);
+  EXPECT_EQ(validate_burst_scalar(&v, 0, 0, keys.data(), nullptr, verdicts.data()), 0);
+  EXPECT_EQ(validate_burst_scalar(nullptr, 0, 0, nullptr, nullptr, nullptr), 0);
   EXPECT_TRUE(key_untouched(keys[0]));
   EXPECT_EQ(verdicts[0], Verdict::kUdpLength);
 }
@@ -944,8 +951,8 @@ TEST(Burst, MixedVerdictsInOrder) {
   std::vector<FlowKey> keys(n);
   std::memset(keys.data(), kSentinel, n * sizeof(FlowKey));
   std::vector<Verdict> verdicts(n, static_cast<Verdict>(0xEE));
-  const uint16_t nb_ok =
-      validate_burst_scalar(views.data(), static_cast<uint16_t>(n), keys.data(), verdicts.data());
+  const uint16_t nb_ok = validate_burst_scalar(views.data(), static_cast<uint16_t>(n), kInPort,
+                                               keys.data(), nullptr, verdicts.data());
 
   size_t expected_ok = 0;
   for (size_t i = 0; i < n; ++i) {
@@ -953,7 +960,7 @@ TEST(Burst, MixedVerdictsInOrder) {
         << "packet " << i << ": " << verdict_name(verdicts[i]);
     if (packets[i].expected == Verdict::kOk) {
       ++expected_ok;
-      EXPECT_EQ(keys[i].in_port, kSentinel);
+      EXPECT_EQ(keys[i].in_port, kInPort);
     } else {
       EXPECT_TRUE(key_untouched(keys[i])) << i;
     }
@@ -984,11 +991,11 @@ TEST(Burst, KeysOverwriteStaleContents) {
   FlowKey key;
   std::memset(&key, 0xFF, sizeof(key));
   Verdict verdict;
-  ASSERT_EQ(validate_burst_scalar(&v, 1, &key, &verdict), 1);
+  ASSERT_EQ(validate_burst_scalar(&v, 1, 7, &key, nullptr, &verdict), 1);
   v = {b2.place(arp, arp.size()), static_cast<uint32_t>(arp.size()),
        static_cast<uint32_t>(arp.size()), CksumHint::kUnknown};
-  ASSERT_EQ(validate_burst_scalar(&v, 1, &key, &verdict), 1);
-  EXPECT_EQ(key.in_port, 0xFF);
+  ASSERT_EQ(validate_burst_scalar(&v, 1, 9, &key, nullptr, &verdict), 1);
+  EXPECT_EQ(key.in_port, 9);
   expect_non_ip_key(key, 14);
   EXPECT_EQ(key.pad_[0] | key.pad_[1] | key.pad_[2], 0);
 }
@@ -1029,7 +1036,7 @@ TEST(Robustness, MutatedFramesNeverReadPastDataLen) {
     }
     std::memset(keys.data(), kSentinel, sizeof(keys));
     const uint16_t nb_ok =
-        validate_burst_scalar(views.data(), kBurst, keys.data(), verdicts.data());
+        validate_burst_scalar(views.data(), kBurst, kInPort, keys.data(), nullptr, verdicts.data());
     unsigned counted = 0;
     for (unsigned i = 0; i < kBurst; ++i) {
       ASSERT_LT(static_cast<size_t>(verdicts[i]), kVerdictCount);
@@ -1039,7 +1046,7 @@ TEST(Robustness, MutatedFramesNeverReadPastDataLen) {
       }
       ++counted;
       const FlowKey& k = keys[i];
-      ASSERT_EQ(k.in_port, kSentinel);
+      ASSERT_EQ(k.in_port, kInPort);
       ASSERT_LE(k.l3_offset, views[i].data_len);
       ASSERT_LE(k.l4_offset, views[i].frame_len);
       if (k.l4_valid) {
