@@ -410,7 +410,7 @@ uint64_t spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
   // What is left is this worker's own share.
   unsigned own = 0;
   for (; left != 0; left &= left - 1) batch[own++] = pkts[__builtin_ctzll(left)];
-  if (own == 0) return rte_rdtsc();  // the worker loop's clock goes on from here
+  if (own == 0) return rx_tsc;
   c.rx_packets.add(own);
   return process_burst(w, q.port_index, batch.data(), static_cast<uint16_t>(own), rx_tsc);
 }
@@ -444,9 +444,9 @@ int worker_main(void* arg) {
   bool pending = false;
   if (w.qsbr) rte_rcu_qsbr_thread_online(w.qsbr, w.index);
 
-  // One TSC read per burst under load: a round that received something starts the next from
-  // the TSC its last burst ended on (a few instructions earlier; after an empty poll of a later
-  // queue, a poll's time early, so a latency is never understated); an idle round reads it.
+  // One TSC read per burst under load: a round whose last burst read the TSC at its end starts
+  // the next from it (a few instructions earlier; after an empty poll of a later queue, a
+  // poll's time early, so a latency is never understated); any other round reads it.
   uint64_t now = rte_rdtsc();
   while (!w.stop->load(std::memory_order_relaxed)) {
     if (now - last_drain > w.drain_cycles) [[unlikely]] {
@@ -494,7 +494,8 @@ int worker_main(void* arg) {
     if (received) {
       w.counters.busy_polls.add(1);
       pending = true;
-      now = tsc;
+      // tsc is still now when every burst of the round was handed off whole (spread_burst).
+      now = tsc != now ? tsc : rte_rdtsc();
     } else {
       if (pending) {
         worker_flush(w);

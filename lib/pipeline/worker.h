@@ -110,7 +110,7 @@ uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t 
                        uint64_t rx_tsc) noexcept;
 // distribute: ring: spreads a burst received from q over the workers by flow_hash; this
 // worker's share is processed at once, the others' go to their rings (full: ring_full).
-// Returns the TSC at its end.
+// Returns the TSC at its end, or rx_tsc when it processed nothing itself.
 uint64_t spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
                       uint64_t rx_tsc) noexcept;
 // Sends whatever the TX buffers hold.
