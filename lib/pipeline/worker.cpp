@@ -211,7 +211,7 @@ uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t 
         continue;
       }
       key_of[k] = &keys[i];
-      hashes[k] = hashes[i];  // k <= i: moved up in place
+      if (w.cache) hashes[k] = hashes[i];  // k <= i: moved up in place (written with a cache)
       valid_at[k] = static_cast<uint8_t>(i);
       valid[k++] = pkts[i];
     }
