@@ -94,6 +94,8 @@ class FlowCache {
   }
 
   uint32_t entries() const noexcept { return 2 * (mask_ + 1); }
+  // Whether the next classify stands aside (reads no hashes): then they need not be computed.
+  bool bypassing() const noexcept { return bypass_left_ != 0; }
 
  private:
   struct alignas(64) Entry {

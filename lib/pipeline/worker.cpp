@@ -195,8 +195,10 @@ uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t 
     burst_bytes += views[i].frame_len;
     key_of[i] = &keys[i];
   }
+  // Flow hashes only for a cache that will look them up (not when off or standing aside).
+  const bool hashing = w.cache && !w.cache->bypassing();
   const uint16_t nb_ok = w.validate(views.data(), n, port_index, keys.data(),
-                                    w.cache ? hashes.data() : nullptr, verdicts.data());
+                                    hashing ? hashes.data() : nullptr, verdicts.data());
 #pragma GCC diagnostic pop
 
   // Usually the whole burst is valid; otherwise the valid packets and their keys move up.
@@ -211,7 +213,7 @@ uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t 
         continue;
       }
       key_of[k] = &keys[i];
-      if (w.cache) hashes[k] = hashes[i];  // k <= i: moved up in place (written with a cache)
+      if (hashing) hashes[k] = hashes[i];  // k <= i: moved up in place
       valid_at[k] = static_cast<uint8_t>(i);
       valid[k++] = pkts[i];
     }
