@@ -86,13 +86,17 @@ inline constexpr uint32_t kMaxHeaderBytes = 512;
 // folds, each times its own odd constant, summed, and murmur3's finaliser, so that the low bits
 // a bucket index takes depend on every input bit. The AVX2 kernel computes it on eight IPv4
 // packets at once, in the lanes it already holds the fields in (hash_mix's vector twin).
+// The multipliers of head, ports, src and dst, then the finaliser's two.
+inline constexpr uint32_t kHashHead = 0x9E3779B1u, kHashPorts = 0x85EBCA77u, kHashSrc = 0xC2B2AE3Du,
+                          kHashDst = 0x27D4EB2Fu;
+inline constexpr uint32_t kHashFmix1 = 0x85EBCA6Bu, kHashFmix2 = 0xC2B2AE35u;
 inline constexpr uint32_t hash_mix(uint32_t head, uint32_t ports, uint32_t src,
                                    uint32_t dst) noexcept {
-  uint32_t h = head * 0x9E3779B1u + ports * 0x85EBCA77u + src * 0xC2B2AE3Du + dst * 0x27D4EB2Fu;
+  uint32_t h = head * kHashHead + ports * kHashPorts + src * kHashSrc + dst * kHashDst;
   h ^= h >> 16;
-  h *= 0x85EBCA6Bu;
+  h *= kHashFmix1;
   h ^= h >> 13;
-  h *= 0xC2B2AE35u;
+  h *= kHashFmix2;
   h ^= h >> 16;
   return h;
 }

@@ -76,13 +76,13 @@ struct alignas(32) Constants {
   Vec key_shuffle = kKeyShuffle;
   Vec key_flags = kKeyFlags;
   Vec head_flags = splat<32>(1u << 16 | static_cast<uint32_t>(Family::kIpv4) << 24);
-  // hash_mix's constants.
-  Vec hash_head = splat<32>(0x9E3779B1u);
-  Vec hash_ports = splat<32>(0x85EBCA77u);
-  Vec hash_src = splat<32>(0xC2B2AE3Du);
-  Vec hash_dst = splat<32>(0x27D4EB2Fu);
-  Vec fmix1 = splat<32>(0x85EBCA6Bu);
-  Vec fmix2 = splat<32>(0xC2B2AE35u);
+  // hash_mix's constants (validate.h).
+  Vec hash_head = splat<32>(kHashHead);
+  Vec hash_ports = splat<32>(kHashPorts);
+  Vec hash_src = splat<32>(kHashSrc);
+  Vec hash_dst = splat<32>(kHashDst);
+  Vec fmix1 = splat<32>(kHashFmix1);
+  Vec fmix2 = splat<32>(kHashFmix2);
 };
 
 // What depends on the burst's ingress port, built once per burst: key bytes 0..31's flags
