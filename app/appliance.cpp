@@ -327,6 +327,7 @@ Result<void> Appliance::assemble(std::shared_ptr<const config::Config> config, s
     w->nb_workers = static_cast<unsigned>(nw);
     for (auto& q : w->rx) {
       if (!hand_off[q.port_index].empty()) q.spread = hand_off[q.port_index].data();
+      q.counted = ports->rx_counters(q.port_index, q.queue);
     }
     for (size_t pi = 0; pi < hand_off.size(); ++pi) {
       if (!hand_off[pi].empty() && hand_off[pi][wi] != nullptr) {

@@ -159,8 +159,8 @@ void worker_flush(Worker& w) noexcept {
 // validation ~7.5 and the cache ~9 of it), 66 without (rte_acl ~35); 76 with the cache
 // standing aside when every flow is new, against 72 without it. tools/bench/run forward adds
 // the PMDs' ~37 (what testpmd io costs).
-uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t n,
-                       uint64_t rx_tsc) noexcept {
+uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t n, uint64_t rx_tsc,
+                       stats::RxQueueCounters* counted) noexcept {
   // Only the first n entries of these burst arrays are written and read. (GCC 12 cannot see
   // that through the kernel's function pointer and warns about views; zeroing 1.5 KiB per
   // burst to quiet it would cost more than the warning.)
@@ -194,6 +194,10 @@ uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t 
     views[i] = view_of(w, i, pkts[i]);
     burst_bytes += views[i].frame_len;
     key_of[i] = &keys[i];
+  }
+  if (counted != nullptr) {
+    counted->packets.add(n);
+    counted->bytes.add(burst_bytes);
   }
   // Flow hashes only for a cache that will look them up (not when off or standing aside).
   const bool hashing = w.cache && !w.cache->bypassing();
@@ -372,12 +376,18 @@ uint64_t spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
   // memory, each waiting on the last one's store: about 5 cycles a packet on its own.)
   alignas(16) std::array<uint8_t, kMaxBurst> to;
   static_assert(kMaxBurst <= 64 && kMaxBurst % 16 == 0 && kMaxWorkers < 0xff);
+  uint64_t bytes = 0;
   for (unsigned i = 0; i < n; ++i) {
     if (i + kPrefetchOffset < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchOffset], void*));
     const uint32_t h = flow_hash(rte_pktmbuf_mtod(pkts[i], const uint8_t*), pkts[i]->data_len);
     to[i] = static_cast<uint8_t>(worker_of(h, w.nb_workers));
+    bytes += pkts[i]->pkt_len;
   }
   std::memset(to.data() + n, 0xff, kMaxBurst - n);
+  if (q.counted != nullptr) {
+    q.counted->packets.add(n);
+    q.counted->bytes.add(bytes);
+  }
 
   auto& c = w.counters;
   std::array<rte_mbuf*, kMaxBurst> batch;
@@ -475,7 +485,7 @@ int worker_main(void* arg) {
         tsc = spread_burst(w, q, pkts.data(), n, tsc);
       } else {
         w.counters.rx_packets.add(n);
-        tsc = process_burst(w, q.port_index, pkts.data(), n, tsc);
+        tsc = process_burst(w, q.port_index, pkts.data(), n, tsc, q.counted);
       }
       if (w.test_slow_cycles != 0) [[unlikely]]
         tsc = test_slow(w, n);

@@ -43,6 +43,8 @@ struct RxQueue {
   // distribute: ring: the hand-off ring to each worker (indexed by worker; this worker's own
   // entry is null: it keeps its share). Null: the worker processes the whole burst (RSS).
   rte_ring* const* spread = nullptr;
+  // What this queue's bursts are counted into (port::Ports::rx_counters); null: not counted.
+  stats::RxQueueCounters* counted = nullptr;
 };
 
 // A ring another worker's distributor fills for this one, with packets of one port.
@@ -104,10 +106,11 @@ Result<void> worker_prepare(Worker& w, const std::vector<uint16_t>& port_ids, in
 // returned).
 void worker_release(Worker& w);
 
-// Processes one received burst from port_index: every mbuf is sent, handed on, or freed.
+// Processes one received burst from port_index: every mbuf is sent, handed on, or freed; n
+// packets and their bytes are added to `counted` when given (the RX queue's counters).
 // Returns the TSC at its end (what its latency was measured to; the next poll's start).
-uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t n,
-                       uint64_t rx_tsc) noexcept;
+uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t n, uint64_t rx_tsc,
+                       stats::RxQueueCounters* counted = nullptr) noexcept;
 // distribute: ring: spreads a burst received from q over the workers by flow_hash; this
 // worker's share is processed at once, the others' go to their rings (full: ring_full).
 // Returns the TSC at its end, or rx_tsc when it processed nothing itself.

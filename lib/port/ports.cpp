@@ -82,20 +82,6 @@ int socket_of_lcore(unsigned lcore, const sys::Topology* topo) {
   return static_cast<int>(rte_lcore_to_socket_id(lcore));
 }
 
-// RX callback on every queue (DPDK runs it inside rte_eth_rx_burst, on the polling worker): what
-// sluice received, whatever the driver's counters say later. Its cost: an indirect call a burst
-// and each packet's length, from the mbuf line the driver has just written.
-uint16_t count_rx_burst(uint16_t, uint16_t, rte_mbuf** pkts, uint16_t n, uint16_t,
-                        void* arg) noexcept {
-  if (n == 0) return 0;
-  uint64_t bytes = 0;
-  for (uint16_t i = 0; i < n; ++i) bytes += rte_pktmbuf_pkt_len(pkts[i]);
-  auto* c = static_cast<RxQueueCounters*>(arg);
-  c->packets.add(n);
-  c->bytes.add(bytes);
-  return n;
-}
-
 bool link_up(uint16_t port_id) {
   rte_eth_link link{};
   return rte_eth_link_get_nowait(port_id, &link) == 0 && link.link_status == RTE_ETH_LINK_UP;
@@ -525,17 +511,11 @@ void Ports::count_rx(size_t port) {
   }
   c.rx = static_cast<RxQueueCounters*>(mem);
   for (uint16_t q = 0; q < pi.rx_queues; ++q) new (&c.rx[q]) RxQueueCounters();
-  for (uint16_t q = 0; q < pi.rx_queues; ++q) {
-    const rte_eth_rxtx_callback* cb =
-        rte_eth_add_rx_callback(pi.port_id, q, count_rx_burst, &c.rx[q]);
-    if (cb == nullptr) {
-      // Only a DPDK built without RTE_ETHDEV_RXTX_CALLBACKS (then rte_pdump cannot work either).
-      spdlog::warn("port '{}': cannot count RX queue {} ({}): its counters are the driver's only",
-                   pi.name, q, rte_strerror(rte_errno));
-      return;
-    }
-    c.callbacks.push_back(cb);
-  }
+}
+
+RxQueueCounters* Ports::rx_counters(size_t port, uint16_t queue) const {
+  const Counting& c = counting_[port];
+  return c.rx != nullptr && queue < ports_[port].rx_queues ? &c.rx[queue] : nullptr;
 }
 
 Ports::~Ports() {
@@ -599,18 +579,8 @@ void Ports::stop() {
 void Ports::close() {
   if (closed_) return;
   stop();
-  for (size_t i = 0; i < counting_.size(); ++i) {
-    stats(i);  // the totals stats() answers from now on
-    // The workers are stopped, so no callback runs: remove and free them while the queues exist.
-    auto& c = counting_[i];
-    for (size_t q = 0; q < c.callbacks.size(); ++q) {
-      const uint16_t queue = static_cast<uint16_t>(q);
-      if (rte_eth_remove_rx_callback(ports_[i].port_id, queue, c.callbacks[q]) == 0) {
-        rte_free(const_cast<rte_eth_rxtx_callback*>(c.callbacks[q]));
-      }
-    }
-    c.callbacks.clear();
-  }
+  // The workers are stopped: these are the totals stats() answers from now on.
+  for (size_t i = 0; i < counting_.size(); ++i) stats(i);
   if (pdump_) {
     rte_pdump_uninit();
     pdump_ = false;

@@ -13,7 +13,6 @@
 #include "lib/stats/snapshot.h"
 #include "lib/sys/result.h"
 
-struct rte_eth_rxtx_callback;
 struct rte_mempool;
 struct rte_rcu_qsbr;
 
@@ -40,11 +39,7 @@ struct PoolSizing {
 PoolSizing size_pool(const config::Appliance& app, const std::vector<size_t>& ports,
                      const std::vector<bool>& ring_ports = {});
 
-// What the RX callback of one queue counted: written by the worker that polls the queue.
-struct alignas(64) RxQueueCounters {
-  stats::Counter packets;
-  stats::Counter bytes;
-};
+using stats::RxQueueCounters;
 
 struct PortInfo {
   std::string name;
@@ -117,6 +112,9 @@ class Ports {
   // the peer leaves for good before the next one (the control loop reads every 250 ms). After
   // close() the last totals.
   stats::PortSnapshot stats(size_t port) const;
+  // Where the worker polling RX queue `queue` of port `port` counts what it received (null
+  // without memory for it: then the port's counters are the driver's only).
+  stats::RxQueueCounters* rx_counters(size_t port, uint16_t queue) const;
 
  private:
   Ports() = default;
@@ -128,10 +126,9 @@ class Ports {
   std::vector<Pool> pools_;
   struct Counting {
     RxQueueCounters* rx = nullptr;  // one per RX queue, on the port's socket
-    std::vector<const rte_eth_rxtx_callback*> callbacks;
-    MonotonicCounters driver;  // the driver's counters, made monotonic
-    stats::PortSnapshot last;  // the last totals (what stats() says after close())
-    bool hidden = false;       // the last reading was lower, with the link down
+    MonotonicCounters driver;       // the driver's counters, made monotonic
+    stats::PortSnapshot last;       // the last totals (what stats() says after close())
+    bool hidden = false;            // the last reading was lower, with the link down
   };
   void count_rx(size_t port);
   // Main lcore only: stats() is a reading that banks what a driver reset.

@@ -81,6 +81,13 @@ struct PacketBytes {
   }
 };
 
+// What sluice polled from one RX queue, whatever the driver's counters say: written by the
+// worker that polls the queue (one add of each per burst), read by the main lcore.
+struct alignas(64) RxQueueCounters {
+  Counter packets;
+  Counter bytes;
+};
+
 // Latency histogram in nanoseconds: 16 linear sub-buckets per power of two (about 6% error),
 // so recording is a shift and an add.
 class LatencyHistogram {
