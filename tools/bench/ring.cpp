@@ -2,11 +2,15 @@
 // ring_perf_autotest ("SP/SC: burst (size: 32)": TSC cycles per element to enqueue a burst of
 // 32 on an SP/SC ring and dequeue it again). Two figures, TSC cycles per packet:
 //   ring     the same loop as ring_perf's, on the same build and machine as the next one;
+//   hash     pipeline::flow_hash of those frames, one direction each, the same 256 again and again
+//            (a pattern the branch predictor learns);
+//   hash_mixed  the same on 16,384 frames of those flows, each sent either way at random, as a
+//            link carrying both directions gives them (no pattern to learn);
 //   handoff  pipeline::spread_burst on bursts of 32 64-byte IPv4/UDP frames of 256 flows over
 //            three workers (as worker 2, on flows that hash to workers 0 and 1: the whole burst
 //            is handed off), then the receivers' burst dequeues: hash, counting sort, RX TSC
 //            stamp, enqueue and dequeue, what a packet costs to cross from one worker to another.
-// Prints "ring CYCLES" and "handoff CYCLES" (median of --reps repetitions).
+// Prints "ring", "hash", "hash_mixed" and "handoff", each CYCLES (median of --reps repetitions).
 //   sluice-bench-ring [EAL options] -- [--reps N] [--iterations N]
 
 #include <rte_cycles.h>
@@ -19,7 +23,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "lib/packet/frame_builder.h"
@@ -34,14 +40,18 @@ using sluice::pipeline::worker_of;
 constexpr unsigned kBurst = 32;
 constexpr unsigned kFlows = 256;
 
-// A 60-byte IPv4/UDP frame of flow i (10.0.x.y:1024+i -> 192.168.0.1:5001).
-std::array<uint8_t, 60> frame(unsigned i) {
+// A 60-byte IPv4/UDP frame of flow i (10.0.x.y:1024+i -> 192.168.0.1:5001), or its reply.
+std::array<uint8_t, 60> frame(unsigned i, bool reply = false) {
   std::array<uint8_t, 60> f{};
   sluice::packet::Frame spec;
   spec.src_ip = {10, 0, static_cast<uint8_t>(i >> 8), static_cast<uint8_t>(i)};
   spec.dst_ip = {192, 168, 0, 1};
   spec.sport = static_cast<uint16_t>(1024 + i);
   spec.dport = 5001;
+  if (reply) {
+    std::swap(spec.src_ip, spec.dst_ip);
+    std::swap(spec.sport, spec.dport);
+  }
   sluice::packet::write_frame(f.data(), spec, 18);
   return f;
 }
@@ -93,13 +103,21 @@ int main(int argc, char** argv) {
     std::memcpy(rte_pktmbuf_append(m, f.size()), f.data(), f.size());
     pkts.push_back(m);
   }
+  // 16,384 frames of the 256 flows, each direction chosen at random (a fixed seed): 960 KiB.
+  constexpr unsigned kMixed = 16384;
+  std::vector<std::array<uint8_t, 64>> mixed(kMixed);
+  std::mt19937 rng(11);
+  for (auto& m : mixed) {
+    const auto f = frame(rng() % kFlows, (rng() & 1) != 0);
+    std::memcpy(m.data(), f.data(), f.size());
+  }
   sluice::pipeline::Worker w;
   w.index = 2;
   w.nb_workers = 3;
   sluice::pipeline::RxQueue q{};
   q.spread = rings.data();
 
-  std::vector<double> ring_c, handoff_c, hash_c;
+  std::vector<double> ring_c, handoff_c, hash_c, mixed_c;
   std::array<rte_mbuf*, kBurst> out;
   for (unsigned r = 0; r < reps; ++r) {
     // ring_perf's burst loop: enqueue a burst, dequeue it, per element.
@@ -120,6 +138,15 @@ int main(int argc, char** argv) {
     }
     hash_c.push_back(static_cast<double>(rte_rdtsc() - t0) /
                      static_cast<double>(iterations * kBurst));
+    // The same hash on both directions in random order, a pass over the frames per
+    // kMixed / kBurst iterations of the loop above.
+    t0 = rte_rdtsc();
+    for (uint64_t it = 0; it < iterations; ++it) {
+      const auto* b = &mixed[(it * kBurst) % kMixed];
+      for (unsigned i = 0; i < kBurst; ++i) sink += flow_hash(b[i].data(), 60);
+    }
+    mixed_c.push_back(static_cast<double>(rte_rdtsc() - t0) /
+                      static_cast<double>(iterations * kBurst));
     if (sink == 1) std::printf(" ");
     // The hand-off: spread, then each receiver drains its ring.
     t0 = rte_rdtsc();
@@ -134,8 +161,9 @@ int main(int argc, char** argv) {
   }
   const uint64_t refused =
       w.counters.drops[static_cast<size_t>(sluice::stats::Drop::kRingFull)].get();
-  std::printf("ring %.2f\nhandoff %.2f\nhash %.2f\nrefused %lu\n", median(ring_c),
-              median(handoff_c), median(hash_c), static_cast<unsigned long>(refused));
+  std::printf("ring %.2f\nhandoff %.2f\nhash %.2f\nhash_mixed %.2f\nrefused %lu\n", median(ring_c),
+              median(handoff_c), median(hash_c), median(mixed_c),
+              static_cast<unsigned long>(refused));
   for (rte_mbuf* m : pkts) rte_pktmbuf_free(m);
   for (rte_ring* r : rings) rte_ring_free(r);
   rte_mempool_free(pool);

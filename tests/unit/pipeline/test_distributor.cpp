@@ -30,6 +30,7 @@ struct Tuple {
   uint8_t proto = 17;
   uint16_t frag = 0;  // IPv4 flags + offset field
   int vlans = 0;
+  unsigned option_words = 0;  // IPv4 options (NOPs), 4 bytes each
 };
 
 Tuple reversed(Tuple t) {
@@ -57,6 +58,12 @@ std::vector<uint8_t> frame(const Tuple& t) {
     std::copy_n(t.src.begin(), 4, ip.src.begin());
     std::copy_n(t.dst.begin(), 4, ip.dst.begin());
     ip.frag = t.frag;
+    const std::array<uint8_t, 40> nops = [] {
+      std::array<uint8_t, 40> a{};
+      a.fill(1);  // IPv4 option NOP
+      return a;
+    }();
+    ip.options = std::span(nops.data(), 4 * t.option_words);
     off += packet::write_ipv4(p + off, ip, 8);
   }
   off += packet::write_udp(p + off, t.sport, t.dport, 8);  // TCP's ports sit where UDP's do
@@ -100,12 +107,27 @@ TEST(FlowHash, InlineFastPathAgreesWithTheFullParse) {
     Tuple t = random_tuple(rng, i % 5 == 0);
     if (i % 7 == 0) t.frag = static_cast<uint16_t>(rng() & 0x3fff);
     if (i % 11 == 0) t.frag = 0x4000;  // DF only: still the fast path
+    if (i % 13 == 0) t.option_words = 1 + static_cast<unsigned>(rng() % 10);  // IHL 6..15
     const auto f = frame(t);
     const auto n = static_cast<uint32_t>(f.size());
     ASSERT_EQ(flow_hash(f.data(), n), flow_hash_slow(f.data(), n)) << "tuple " << i;
     fast += !t.v6 && t.vlans == 0;
   }
   EXPECT_GT(fast, 1000u);
+}
+
+// IPv4 options move the ports: the inline test of IHL 5 must send such frames the long way.
+TEST(FlowHash, IpOptionsMoveThePorts) {
+  std::mt19937 rng(17);
+  for (unsigned words = 1; words <= 10; ++words) {
+    Tuple t = random_tuple(rng, false);
+    t.vlans = 0;
+    t.option_words = words;
+    Tuple other = t;
+    other.sport ^= 1;
+    EXPECT_NE(hash_of(t), hash_of(other)) << words << " option words: ports not hashed";
+    EXPECT_EQ(hash_of(t), hash_of(reversed(t))) << words << " option words";
+  }
 }
 
 TEST(FlowHash, EveryFieldOfTheFlowCounts) {
