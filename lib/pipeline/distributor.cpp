@@ -3,6 +3,7 @@
 #include <rte_mbuf.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 namespace sluice::pipeline {
@@ -71,7 +72,12 @@ uint32_t flow_hash_slow(const uint8_t* f, uint32_t len) noexcept {
 }
 
 uint32_t flow_hash(const rte_mbuf* m) noexcept {
-  return flow_hash(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len);
+  const uint32_t want = std::min<uint32_t>(m->pkt_len, kFlowHashBytes);
+  if (m->data_len >= want) [[likely]]
+    return flow_hash(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len);
+  std::array<uint8_t, kFlowHashBytes> copy;
+  const auto* f = static_cast<const uint8_t*>(rte_pktmbuf_read(m, 0, want, copy.data()));
+  return f != nullptr ? flow_hash(f, want) : 0;
 }
 
 }  // namespace sluice::pipeline

@@ -62,12 +62,18 @@ inline uint32_t flow_hash(const uint8_t* f, uint32_t len) noexcept {
   return flow_hash_slow(f, len);
 }
 
+// The most bytes of a frame flow_hash reads: two tags, an IPv4 header with 40 bytes of options,
+// the ports.
+inline constexpr uint32_t kFlowHashBytes = 14 + 2 * 4 + 60 + 4;
+
 // The worker (0..workers-1) a hash belongs to: an even split without a division.
 inline unsigned worker_of(uint32_t hash, unsigned workers) noexcept {
   return static_cast<unsigned>((uint64_t{hash} * workers) >> 32);
 }
 
-// flow_hash of an mbuf's first segment.
+// flow_hash of an mbuf's frame. A chain whose first segment ends before the bytes the hash
+// reads is read across its segments, so every packet of a flow hashes alike however the driver
+// cut it.
 uint32_t flow_hash(const rte_mbuf* m) noexcept;
 
 }  // namespace sluice::pipeline

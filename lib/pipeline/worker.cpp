@@ -180,6 +180,8 @@ uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t 
   // malformed and rule-marked ones alike (kMaxBurst is 64).
   uint64_t cap_mask = 0;
   static_assert(kMaxBurst <= 64);
+  if (n == 0) [[unlikely]]
+    return rx_tsc;  // nothing to do (and results[0] below would be unset)
   const bool capturing = w.capture_ring != nullptr;
   auto& c = w.counters;
 
@@ -379,9 +381,13 @@ uint64_t spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
   uint64_t bytes = 0;
   for (unsigned i = 0; i < n; ++i) {
     if (i + kPrefetchOffset < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchOffset], void*));
-    const uint32_t h = flow_hash(rte_pktmbuf_mtod(pkts[i], const uint8_t*), pkts[i]->data_len);
+    const rte_mbuf* m = pkts[i];
+    // The first segment holds what the hash reads (a chain cut short goes the long way).
+    const uint32_t h = m->data_len >= std::min<uint32_t>(m->pkt_len, kFlowHashBytes)
+                           ? flow_hash(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len)
+                           : flow_hash(m);
     to[i] = static_cast<uint8_t>(worker_of(h, w.nb_workers));
-    bytes += pkts[i]->pkt_len;
+    bytes += m->pkt_len;
   }
   std::memset(to.data() + n, 0xff, kMaxBurst - n);
   if (q.counted != nullptr) {
@@ -433,7 +439,10 @@ namespace {
 // far more than a packet waits in a ring).
 uint64_t rx_tsc_of_handed(const rte_mbuf* m) noexcept {
   const uint64_t now = rte_rdtsc();
-  return now - static_cast<uint32_t>(static_cast<uint32_t>(now) - m->hash.rss);
+  const uint32_t waited = static_cast<uint32_t>(now) - m->hash.rss;
+  // A stamp from the future (this core's TSC behind the distributor's) waited no time, rather
+  // than 2^32 cycles.
+  return waited < (uint32_t{1} << 31) ? now - waited : now;
 }
 
 // Returns the TSC it ended on.

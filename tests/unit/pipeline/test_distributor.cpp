@@ -269,6 +269,47 @@ TEST_F(SpreadTest, HandsEachFlowToItsWorkerInOrder) {
   EXPECT_EQ(total, 96u);
 }
 
+// A chain whose first segment ends inside the IP header hashes as the whole frame does, so it
+// joins the rest of its flow; and its RX queue counts it with its whole length.
+TEST_F(SpreadTest, ChainsCutShortHashAsTheWholeFrame) {
+  stats::RxQueueCounters counted;
+  q_.counted = &counted;
+  std::array<rte_mbuf*, 4> pkts;
+  std::array<unsigned, 4> want;
+  uint64_t bytes = 0;
+  for (unsigned i = 0; i < pkts.size(); ++i) {
+    const auto f = frame(flows_[i]);
+    const uint32_t h = flow_hash(f.data(), static_cast<uint32_t>(f.size()));
+    want[i] = worker_of(h, 3);
+    const uint16_t cut = static_cast<uint16_t>(20 + 4 * i);  // in L2, in the IPv4/IPv6 header
+    rte_mbuf* head = rte_pktmbuf_alloc(pool_);
+    rte_mbuf* tail = rte_pktmbuf_alloc(pool_);
+    ASSERT_NE(head, nullptr);
+    ASSERT_NE(tail, nullptr);
+    std::memcpy(rte_pktmbuf_append(head, cut), f.data(), cut);
+    std::memcpy(rte_pktmbuf_append(tail, static_cast<uint16_t>(f.size() - cut)), f.data() + cut,
+                f.size() - cut);
+    ASSERT_EQ(rte_pktmbuf_chain(head, tail), 0);
+    EXPECT_EQ(flow_hash(head), h) << "chain " << i;
+    head->dynfield1[8] = i;
+    pkts[i] = head;
+    bytes += f.size();
+  }
+  spread_burst(w_, q_, pkts.data(), pkts.size(), 7);
+  EXPECT_EQ(counted.packets.get(), pkts.size());
+  EXPECT_EQ(counted.bytes.get(), bytes);
+  unsigned found = 0;
+  for (unsigned k = 0; k < 2; ++k) {
+    rte_mbuf* m;
+    while (rte_ring_sc_dequeue(rings_[k], reinterpret_cast<void**>(&m)) == 0) {
+      EXPECT_EQ(want[m->dynfield1[8]], k) << "chain " << m->dynfield1[8] << " in the wrong ring";
+      ++found;
+      rte_pktmbuf_free(m);
+    }
+  }
+  EXPECT_EQ(found, pkts.size());
+}
+
 TEST_F(SpreadTest, AFullRingCountsRingFullAndFreesTheRest) {
   unsigned sent = 0;
   for (int burst = 0; burst < 10; ++burst) {  // 320 packets for 2 x 127 places

@@ -303,6 +303,20 @@ TEST_F(WorkerTest, WholeBurstOnOneForwardingRuleGoesOutAsItCame) {
   }
 }
 
+// An empty burst does nothing and reads nothing: no count, no TSC read, no result looked at.
+TEST_F(WorkerTest, EmptyBurstDoesNothing) {
+  make_worker();
+  stats::RxQueueCounters counted;
+  rte_mbuf* none[1] = {nullptr};
+  EXPECT_EQ(process_burst(w_, 0, none, 0, 12345, &counted), 12345u);
+  worker_flush(w_);
+  EXPECT_TRUE(sent(0).empty());
+  EXPECT_TRUE(sent(1).empty());
+  EXPECT_EQ(counted.packets.get(), 0u);
+  EXPECT_EQ(w_.counters.fallback.packets.get(), 0u);
+  for (size_t d = 0; d < stats::kDropCount; ++d) EXPECT_EQ(w_.counters.drops[d].get(), 0u);
+}
+
 TEST_F(WorkerTest, HeadersSplitAcrossSegmentsAreValidatedAndForwardedIntact) {
   make_worker();
   auto dns = udp_frame(53, 200);
