@@ -435,14 +435,9 @@ uint64_t spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
 
 namespace {
 
-// The RX TSC spread_burst left in a handed-off packet (its low 32 bits: about 1.6 s at 2.6 GHz,
-// far more than a packet waits in a ring).
+// The RX TSC spread_burst left in a handed-off packet.
 uint64_t rx_tsc_of_handed(const rte_mbuf* m) noexcept {
-  const uint64_t now = rte_rdtsc();
-  const uint32_t waited = static_cast<uint32_t>(now) - m->hash.rss;
-  // A stamp from the future (this core's TSC behind the distributor's) waited no time, rather
-  // than 2^32 cycles.
-  return waited < (uint32_t{1} << 31) ? now - waited : now;
+  return rx_tsc_of_stamp(rte_rdtsc(), m->hash.rss);
 }
 
 // Returns the TSC it ended on.

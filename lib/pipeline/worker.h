@@ -119,6 +119,14 @@ uint64_t spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
 // Sends whatever the TX buffers hold.
 void worker_flush(Worker& w) noexcept;
 
+// The RX TSC of a handed-off packet, at TSC now, from the low 32 bits spread_burst stamped on
+// it (about 1.6 s at 2.6 GHz, far more than a packet waits in a ring). A stamp ahead of now
+// (the cores' TSCs skewed) counts as no wait, not as 2^32 cycles.
+inline uint64_t rx_tsc_of_stamp(uint64_t now, uint32_t stamp) noexcept {
+  const uint32_t waited = static_cast<uint32_t>(now) - stamp;
+  return waited < (uint32_t{1} << 31) ? now - waited : now;
+}
+
 // rte_eal_remote_launch entry point; arg is a Worker*.
 int worker_main(void* arg);
 

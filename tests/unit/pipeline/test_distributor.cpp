@@ -310,6 +310,17 @@ TEST_F(SpreadTest, ChainsCutShortHashAsTheWholeFrame) {
   EXPECT_EQ(found, pkts.size());
 }
 
+// The receiver rebuilds the RX TSC from its 32 low bits: across a wrap of the low word, and a
+// stamp ahead of the receiver's TSC (skewed cores) waits nothing rather than 2^32 cycles.
+TEST(HandedStamp, RebuildsTheRxTsc) {
+  const uint64_t now = (uint64_t{7} << 32) + 1000;
+  EXPECT_EQ(rx_tsc_of_stamp(now, 400), now - 600);
+  EXPECT_EQ(rx_tsc_of_stamp(now, 1000), now);
+  EXPECT_EQ(rx_tsc_of_stamp(now, 0xFFFFFF00u), now - 1000 - 0x100);  // stamped before the wrap
+  EXPECT_EQ(rx_tsc_of_stamp(now, 1500), now) << "a stamp 500 cycles ahead";
+  EXPECT_EQ(rx_tsc_of_stamp(now, 1000 + (1u << 30)), now);
+}
+
 TEST_F(SpreadTest, AFullRingCountsRingFullAndFreesTheRest) {
   unsigned sent = 0;
   for (int burst = 0; burst < 10; ++burst) {  // 320 packets for 2 x 127 places
