@@ -38,9 +38,7 @@ FlowCache::Counts FlowCache::classify(const FlowTable& table, uint64_t gen,
   for (uint16_t base = 0; base < n; base += kMaxKeys) {
     const auto count = static_cast<uint16_t>(std::min<unsigned>(n - base, kMaxKeys));
     for (uint16_t i = 0; i < count; ++i) hashes[i] = simd::key_hash(*keys[base + i]);
-    const Counts c = classify_burst(table, gen, keys + base, hashes.data(), count, out + base);
-    total.misses = static_cast<uint16_t>(total.misses + c.misses);
-    total.bypassed = static_cast<uint16_t>(total.bypassed + c.bypassed);
+    total.add(classify_burst(table, gen, keys + base, hashes.data(), count, out + base));
   }
   return total;
 }
@@ -52,9 +50,7 @@ FlowCache::Counts FlowCache::classify(const FlowTable& table, uint64_t gen,
   Counts total;
   for (uint16_t base = 0; base < n; base += kMaxKeys) {
     const auto count = static_cast<uint16_t>(std::min<unsigned>(n - base, kMaxKeys));
-    const Counts c = classify_burst(table, gen, keys + base, hashes + base, count, out + base);
-    total.misses = static_cast<uint16_t>(total.misses + c.misses);
-    total.bypassed = static_cast<uint16_t>(total.bypassed + c.bypassed);
+    total.add(classify_burst(table, gen, keys + base, hashes + base, count, out + base));
   }
   return total;
 }

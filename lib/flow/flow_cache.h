@@ -53,6 +53,10 @@ class FlowCache {
   struct Counts {
     uint16_t misses = 0;    // looked up and not found (then classified and cached)
     uint16_t bypassed = 0;  // not looked up: the cache stands aside (see above)
+    void add(const Counts& o) noexcept {
+      misses = static_cast<uint16_t>(misses + o.misses);
+      bypassed = static_cast<uint16_t>(bypassed + o.bypassed);
+    }
   };
   Counts classify(const FlowTable& table, uint64_t gen, const simd::FlowKey* const* keys,
                   const uint32_t* hashes, uint16_t n, uint32_t* out) noexcept;

@@ -72,9 +72,9 @@ uint32_t flow_hash_slow(const uint8_t* f, uint32_t len) noexcept {
 }
 
 uint32_t flow_hash(const rte_mbuf* m) noexcept {
-  const uint32_t want = std::min<uint32_t>(m->pkt_len, kFlowHashBytes);
-  if (m->data_len >= want) [[likely]]
+  if (hash_fits_first_segment(m->data_len, m->pkt_len)) [[likely]]
     return flow_hash(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len);
+  const uint32_t want = std::min<uint32_t>(m->pkt_len, kFlowHashBytes);
   std::array<uint8_t, kFlowHashBytes> copy;
   const auto* f = static_cast<const uint8_t*>(rte_pktmbuf_read(m, 0, want, copy.data()));
   return f != nullptr ? flow_hash(f, want) : 0;

@@ -65,6 +65,11 @@ inline uint32_t flow_hash(const uint8_t* f, uint32_t len) noexcept {
 // The most bytes of a frame flow_hash reads: two tags, an IPv4 header with 40 bytes of options,
 // the ports.
 inline constexpr uint32_t kFlowHashBytes = 14 + 2 * 4 + 60 + 4;
+// Whether a frame's first segment (data_len of its pkt_len bytes) holds all flow_hash reads; a
+// chain cut shorter is read across its segments (flow_hash of the mbuf).
+inline bool hash_fits_first_segment(uint32_t data_len, uint32_t pkt_len) noexcept {
+  return data_len >= (pkt_len < kFlowHashBytes ? pkt_len : kFlowHashBytes);
+}
 
 // The worker (0..workers-1) a hash belongs to: an even split without a division.
 inline unsigned worker_of(uint32_t hash, unsigned workers) noexcept {

@@ -382,10 +382,9 @@ uint64_t spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
   for (unsigned i = 0; i < n; ++i) {
     if (i + kPrefetchOffset < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchOffset], void*));
     const rte_mbuf* m = pkts[i];
-    // The first segment holds what the hash reads (a chain cut short goes the long way).
-    const uint32_t h = m->data_len >= std::min<uint32_t>(m->pkt_len, kFlowHashBytes)
+    const uint32_t h = hash_fits_first_segment(m->data_len, m->pkt_len)
                            ? flow_hash(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len)
-                           : flow_hash(m);
+                           : flow_hash(m);  // a chain cut short: the long way
     to[i] = static_cast<uint8_t>(worker_of(h, w.nb_workers));
     bytes += m->pkt_len;
   }
