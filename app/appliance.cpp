@@ -178,8 +178,8 @@ Result<void> setup_hand_off(Appliance& a) {
   return {};
 }
 
-// Frees the hand-off rings and whatever they still hold (packets in flight when the workers
-// stopped), which it returns.
+// Frees the hand-off rings and whatever they still hold, which it returns: nothing after a
+// clean stop (each worker drains its inboxes once their producers stop, worker_main).
 uint64_t free_hand_off(Appliance& a) {
   uint64_t left = 0;
   std::array<rte_mbuf*, 64> m;
@@ -350,6 +350,19 @@ Result<void> Appliance::assemble(std::shared_ptr<const config::Config> config, s
     }
     workers.push_back(std::move(w));
   }
+  // Each inbox's producer: the worker that polls the port's RX queue and spreads it. At stop
+  // the receiver drains the ring until that worker has stopped handing packets on.
+  for (auto& w : workers) {
+    for (auto& in : w->inbox) {
+      for (const auto& p : workers) {
+        for (const auto& q : p->rx) {
+          if (q.spread != nullptr && q.port_index == in.port_index) {
+            in.producer_stopped = &p->rx_stopped;
+          }
+        }
+      }
+    }
+  }
   if (!failed) return failed;
   if (conf.capture) {
     if (auto r = setup_capture(*this); !r) return r;
@@ -383,7 +396,9 @@ Result<void> Appliance::launch() {
   }
   for (auto& w : workers) {
     if (int r = rte_eal_remote_launch(pipeline::worker_main, w.get(), w->lcore); r != 0) {
-      // This worker and the ones after it never ran: nothing to wait for.
+      // This worker and the ones after it never ran: nothing to wait for, and nothing they
+      // will hand on for the running ones to drain at stop.
+      for (size_t k = launched; k < workers.size(); ++k) workers[k]->rx_stopped.store(true);
       return Error{fmt::format("worker {}: cannot launch on lcore {}: {}", w->index, w->lcore,
                                rte_strerror(-r))};
     }

@@ -447,6 +447,36 @@ uint64_t test_slow(const Worker& w, unsigned n) noexcept {
   return now;
 }
 
+// One burst from an inbox, processed: the TSC it ended on, or 0 when the ring was empty.
+uint64_t poll_inbox(Worker& w, const Inbox& in, rte_mbuf** pkts) noexcept {
+  const unsigned n =
+      rte_ring_sc_dequeue_burst(in.ring, reinterpret_cast<void**>(pkts), w.burst, nullptr);
+  if (n == 0) return 0;
+  sys::tsan_acquire(in.ring);
+  w.counters.rx_packets.add(n);
+  const uint64_t end =
+      process_burst(w, in.port_index, pkts, static_cast<uint16_t>(n), rx_tsc_of_handed(pkts[0]));
+  return w.test_slow_cycles != 0 ? test_slow(w, n) : end;
+}
+
+// At stop: what other workers handed to this one is processed like any burst (sent, or
+// dropped and counted), not left in the rings. An inbox is done once its producer has left its
+// RX loop (it hands nothing more) and the ring is then empty. A producer that never stops (stuck
+// in a driver) is waited for at most `limit` TSC cycles; teardown frees what its ring still holds.
+void drain_inboxes(Worker& w, rte_mbuf** pkts, uint64_t limit) noexcept {
+  const uint64_t until = rte_rdtsc() + limit;
+  for (;;) {
+    bool done = true;
+    for (const auto& in : w.inbox) {
+      // Read before the dequeue: a producer seen stopped has enqueued all it ever will.
+      const bool stopped =
+          in.producer_stopped == nullptr || in.producer_stopped->load(std::memory_order_acquire);
+      if (poll_inbox(w, in, pkts) != 0 || !stopped) done = false;
+    }
+    if (done || rte_rdtsc() >= until) return;
+  }
+}
+
 }  // namespace
 
 int worker_main(void* arg) {
@@ -494,16 +524,10 @@ int worker_main(void* arg) {
         tsc = test_slow(w, n);
     }
     for (const auto& in : w.inbox) {
-      const unsigned n = rte_ring_sc_dequeue_burst(in.ring, reinterpret_cast<void**>(pkts.data()),
-                                                   w.burst, nullptr);
-      if (n == 0) continue;
-      sys::tsan_acquire(in.ring);
-      received = true;
-      w.counters.rx_packets.add(n);
-      tsc = process_burst(w, in.port_index, pkts.data(), static_cast<uint16_t>(n),
-                          rx_tsc_of_handed(pkts[0]));
-      if (w.test_slow_cycles != 0) [[unlikely]]
-        tsc = test_slow(w, n);
+      if (const uint64_t end = poll_inbox(w, in, pkts.data()); end != 0) {
+        received = true;
+        tsc = end;
+      }
     }
     w.counters.polls.add(1);
     if (received) {
@@ -519,6 +543,9 @@ int worker_main(void* arg) {
       now = rte_rdtsc();
     }
   }
+  w.rx_stopped.store(true, std::memory_order_release);
+  if (!w.inbox.empty())
+    drain_inboxes(w, pkts.data(), w.stop_drain_cycles ? w.stop_drain_cycles : rte_get_tsc_hz());
   worker_flush(w);
   // A stopped worker never delays a grace period.
   if (w.qsbr) rte_rcu_qsbr_thread_offline(w.qsbr, w.index);

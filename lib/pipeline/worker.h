@@ -51,6 +51,8 @@ struct RxQueue {
 struct Inbox {
   rte_ring* ring;
   uint8_t port_index;
+  // The filling worker's Worker::rx_stopped; null: nothing fills the ring any more (tests).
+  const std::atomic<bool>* producer_stopped = nullptr;
 };
 
 struct alignas(64) Worker {
@@ -84,6 +86,9 @@ struct alignas(64) Worker {
   // Test hook (SLUICE_TEST_SLOW, app/): after each burst the worker spins this many TSC cycles
   // per packet, as a worker with costly rules would, so its hand-off ring fills. 0: never.
   uint64_t test_slow_cycles = 0;
+  // At stop, how long the worker waits for a producer of its inboxes to stop (TSC cycles; 0:
+  // one second): a stuck producer never does.
+  uint64_t stop_drain_cycles = 0;
 
   // Made by worker_prepare (null when flow_cache_entries is 0); the worker's alone.
   std::unique_ptr<flow::FlowCache> cache;
@@ -94,6 +99,9 @@ struct alignas(64) Worker {
   // it (acquire) before freeing what the worker used: EAL's own handshake is in uninstrumented
   // DPDK code, so this is the edge ThreadSanitizer sees.
   std::atomic<bool> exited{false};
+  // Stored (release) when the worker has left its RX loop: it hands nothing more to the
+  // workers whose inboxes it fills, which drain them until then (worker_main).
+  std::atomic<bool> rx_stopped{false};
 
   // Headers of multi-segment frames are linearised here (per packet slot in the burst).
   alignas(64) std::array<std::array<uint8_t, simd::kMaxHeaderBytes>, kMaxBurst> scratch{};

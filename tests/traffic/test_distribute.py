@@ -18,6 +18,9 @@ per worker, so where a flow went is seen, not guessed.
    refused, and every packet is accounted for: wan rx == lan tx + ring_full, worker 0's
    handed_off + ring_full == what it spread to worker 1, the flows still in order, and the
    pool full at exit.
+4. The same, stopped (SIGTERM) while sluice-gen still sends: worker 1 drains its ring before it
+   exits, so nothing is freed uncounted: wan rx == lan tx + drops, worker 0's handed_off ==
+   worker 1's rx_packets.
 Prints PASS/FAIL lines and "N passed, N failed" last; exit 77 (SKIPPED) without hugepages.
 """
 import argparse
@@ -116,6 +119,21 @@ class Run:
         self.st = T.load_json(self.stats_path, "sluice --stats-out")
         return self
 
+    def stop_while_sending(self, after_s):
+        """SIGTERM to sluice while sluice-gen still sends; sluice-gen stopped after it."""
+        self.s.wait_until(lambda: "sluice-gen: running: " in self.gen.output(), 60,
+                          [self.sluice, self.gen], "waiting for sluice-gen to start")
+        time.sleep(after_s)
+        check(f"{self.name}: sluice-gen still sending at the stop", self.gen.alive() and not self.gen_json.exists(),
+              self.gen.tail())
+        self.sluice.signal(T.signal.SIGTERM)
+        self.sluice.wait(30)
+        check(f"{self.name}: sluice exits 0", self.sluice.returncode == 0,
+              f"{self.sluice.exit_text()}\n{self.sluice.tail()}")
+        self.gen.stop()
+        self.st = T.load_json(self.stats_path, "sluice --stats-out")
+        return self
+
     def one_worker_each(self, names):
         """{rule: worker} for rules whose packets all went to one worker; failures named."""
         where, bad = {}, []
@@ -204,6 +222,25 @@ def main():
               sum(drops.values()) == drops["ring_full"], json.dumps({k: v for k, v in drops.items() if v}))
         check("ringfull: sluice warned about the test hook",
               "test hook SLUICE_TEST_SLOW: worker 1" in r3.sluice.output(), r3.sluice.tail())
+
+        # 4. stopped while the slowed worker's ring holds packets: it drains them before it
+        # exits (its producer, worker 0, has stopped), so every packet is still accounted for.
+        r4 = Run(s, bins, "stop", [*flowgen, "--rate", "200000", "--duration", "60"],
+                 env={"SLUICE_TEST_SLOW": "1:20000"}, rings=64).stop_while_sending(2.5)
+        st = r4.st
+        wan, lan, (w0, w1), drops = st["ports"]["wan"], st["ports"]["lan"], st["workers"], st["drops"]
+        print(f"stop: wan rx {wan['rx_packets']}, lan tx {lan['tx_packets']}; workers {json.dumps(st['workers'])}; "
+              f"drops {json.dumps({k: v for k, v in drops.items() if v})}", flush=True)
+        check("stop: traffic was flowing and the slowed worker's ring was full", wan["rx_packets"] > 10000 and
+              drops["ring_full"] > 0, json.dumps(drops))
+        check("stop: nothing was left in the hand-off rings",
+              "in flight at stop were freed" not in r4.sluice.output(), r4.sluice.tail())
+        check("stop: worker 1 processed everything worker 0 handed it",
+              w0["handed_off"] == w1["rx_packets"], f"w0 {w0}, w1 {w1}")
+        check("stop: every packet received was sent or counted (wan rx == lan tx + drops)",
+              wan["rx_packets"] == lan["tx_packets"] + sum(drops.values()),
+              f"wan rx {wan['rx_packets']}, lan tx {lan['tx_packets']}, drops {json.dumps({k: v for k, v in drops.items() if v})}")
+        check("stop: sluice's pool is full at exit", st["mempool"]["available"] == st["mempool"]["total"])
     except T.Failure as e:
         check("run", False, str(e))
     finally:

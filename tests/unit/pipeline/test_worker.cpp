@@ -7,8 +7,10 @@
 #include <rte_ring.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -478,6 +480,68 @@ TEST_F(WorkerTest, NicChecksumFlagsDecideTheIpv4Checksum) {
     worker_release(w);
     store_.reset();
   }
+}
+
+// At stop a worker drains its inbox (what another worker's distributor handed it) until that
+// producer has stopped and the ring is empty: every packet goes out (or is counted), none is
+// left for teardown to free. A producer that never stops is waited for only so long.
+class WorkerStopTest : public WorkerTest {
+ protected:
+  void SetUp() override {
+    WorkerTest::SetUp();
+    static int instance = 0;
+    inbox_ = rte_ring_create(("wt_inbox" + std::to_string(++instance)).c_str(), 128, SOCKET_ID_ANY,
+                             RING_F_SP_ENQ | RING_F_SC_DEQ);
+    ASSERT_NE(inbox_, nullptr);
+  }
+  void TearDown() override {
+    drain(inbox_);
+    rte_ring_free(inbox_);
+    WorkerTest::TearDown();
+  }
+  void hand(unsigned n) {
+    for (unsigned i = 0; i < n; ++i) {
+      rte_mbuf* m = mbuf_of(udp_frame(80));
+      m->hash.rss = static_cast<uint32_t>(rte_rdtsc());  // the distributor's RX TSC stamp
+      ASSERT_EQ(rte_ring_sp_enqueue(inbox_, m), 0);
+    }
+  }
+  rte_ring* inbox_ = nullptr;
+  std::atomic<bool> producer_stopped_{false};
+};
+
+TEST_F(WorkerStopTest, DrainsItsInboxOnceTheProducerStops) {
+  make_worker();
+  w_.inbox.push_back({inbox_, 0, &producer_stopped_});
+  hand(40);  // more than a burst
+  stop_ = true;
+  std::thread worker([this] { worker_main(&w_); });
+  // The worker has left its RX loop; the producer is still finishing a burst.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(w_.exited.load()) << "the worker left before its producer stopped";
+  hand(20);
+  producer_stopped_.store(true, std::memory_order_release);
+  worker.join();
+  EXPECT_TRUE(w_.exited.load());
+  EXPECT_TRUE(w_.rx_stopped.load());
+  EXPECT_EQ(rte_ring_count(inbox_), 0u) << "packets left in the inbox at stop";
+  EXPECT_EQ(w_.counters.rx_packets.get(), 60u);
+  EXPECT_EQ(sent(1).size(), 60u) << "the drained packets were not all sent";
+}
+
+TEST_F(WorkerStopTest, AProducerThatNeverStopsIsWaitedForOnlySoLong) {
+  make_worker();
+  w_.inbox.push_back({inbox_, 0, &producer_stopped_});
+  w_.stop_drain_cycles = rte_get_tsc_hz() / 20;  // 50 ms
+  hand(10);
+  stop_ = true;
+  const auto t0 = std::chrono::steady_clock::now();
+  worker_main(&w_);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(took, std::chrono::milliseconds(40)) << "it did not wait for the producer";
+  EXPECT_LT(took, std::chrono::seconds(5));
+  EXPECT_EQ(rte_ring_count(inbox_), 0u) << "what was there was not processed";
+  EXPECT_EQ(sent(1).size(), 10u);
 }
 
 class WorkerTxFullTest : public WorkerTest {
