@@ -284,9 +284,9 @@ flow::ReloadOutcome ReloadControl::reload(flow::Trigger trigger) {
   } else if (o.kind == Kind::kApplied) {
     spdlog::info(
         "reload ({}): {}: generation {} ({} rules): {}; parse {:.1f} ms, build {:.1f} ms, "
-        "publish {:.3f} ms",
+        "diff {:.1f} ms, publish {:.3f} ms",
         trig, path, o.generation, store_.current().flows->rules.size(), flow::diff_line(*o.diff),
-        o.parse_ms, o.build_ms, o.publish_ms);
+        o.parse_ms, o.build_ms, o.diff_ms, o.publish_ms);
   } else if (o.kind == Kind::kRejected) {
     spdlog::error("reload ({}) rejected, rules generation {} keeps running: {}", trig, o.generation,
                   o.error);
@@ -320,7 +320,9 @@ void ReloadControl::answer(const std::vector<std::shared_ptr<ReloadWaiter>>& wai
                     {"changed", o.diff->changed.size()},
                     {"parse_us", us(o.parse_ms)},
                     {"build_us", us(o.build_ms)},
+                    {"diff_us", us(o.diff_ms)},
                     {"publish_us", us(o.publish_ms)},
+                    {"took_us", us(o.took_ms)},
                     {"grace_us", us(grace_ms)},
                     {"coalesced", coalesced}};
       w->done = true;

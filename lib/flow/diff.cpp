@@ -1,5 +1,6 @@
 #include "lib/flow/diff.h"
 
+#include <algorithm>
 #include <optional>
 #include <unordered_map>
 
@@ -33,19 +34,36 @@ bool same(uint8_t a, uint8_t b) {
   return a == b;
 }
 
-// Appends "key A -> B" when an optional field differs; "any" stands for absent.
+// A rule's changes: each in words, or (kNames) only whether there is one; the same comparisons
+// decide both.
+struct Changes {
+  bool words;
+  bool any = false;
+  std::vector<std::string> what;
+  template <class Text>
+  void add(Text text) {
+    any = true;
+    if (words) what.push_back(text());
+  }
+};
+
+// Adds "key A -> B" when an optional field differs; "any" stands for absent.
 template <class T, class Text>
-void compare(std::vector<std::string>& out, const char* key, const std::optional<T>& a,
-             const std::optional<T>& b, Text text) {
+void compare(Changes& out, const char* key, const std::optional<T>& a, const std::optional<T>& b,
+             Text text) {
   if (a.has_value() == b.has_value() && (!a || same(*a, *b))) return;
-  out.push_back(std::string(key) + " " + (a ? text(*a) : "any") + " -> " + (b ? text(*b) : "any"));
+  out.add([&] {
+    return std::string(key) + " " + (a ? text(*a) : "any") + " -> " + (b ? text(*b) : "any");
+  });
 }
 
-std::vector<std::string> rule_changes(const config::Rule& a, const config::Rule& b,
-                                      const config::Appliance& app) {
-  std::vector<std::string> out;
+Changes rule_changes(const config::Rule& a, const config::Rule& b, const config::Appliance& app,
+                     bool words) {
+  Changes out{words};
   if (a.priority != b.priority) {
-    out.push_back("priority " + std::to_string(a.priority) + " -> " + std::to_string(b.priority));
+    out.add([&] {
+      return "priority " + std::to_string(a.priority) + " -> " + std::to_string(b.priority);
+    });
   }
   auto port = [&](uint16_t id) { return port_text(app, id); };
   compare(out, "in_port", a.match.in_port, b.match.in_port, port);
@@ -55,11 +73,15 @@ std::vector<std::string> rule_changes(const config::Rule& a, const config::Rule&
   compare(out, "src_port", a.match.src_port, b.match.src_port, range_text);
   compare(out, "dst_port", a.match.dst_port, b.match.dst_port, range_text);
   if (a.action != b.action || a.to != b.to) {
-    out.push_back(action_text(app, a.action, a.to) + " -> " + action_text(app, b.action, b.to));
+    out.add([&] {
+      return action_text(app, a.action, a.to) + " -> " + action_text(app, b.action, b.to);
+    });
   }
   auto mirror = [&](uint16_t id) { return port_text(app, id); };
   compare(out, "mirror", a.mirror, b.mirror, mirror);
-  if (a.capture != b.capture) out.push_back(b.capture ? "capture on" : "capture off");
+  if (a.capture != b.capture) {
+    out.add([&] { return std::string(b.capture ? "capture on" : "capture off"); });
+  }
   return out;
 }
 
@@ -80,31 +102,52 @@ std::string names(const std::vector<std::string>& v, size_t max) {
 }  // namespace
 
 FlowsDiff diff_flows(const config::Flows& before, const config::Flows& after,
-                     const config::Appliance& app) {
+                     const config::Appliance& app, DiffDetail detail) {
   FlowsDiff d;
+  const bool words = detail == DiffDetail::kChanges;
+  // The rules both files list by the same names in the same places (an edit in place: usually
+  // all of them) pair up without an index; names are unique in a file, so none of these
+  // appears again in what follows.
+  const size_t common = std::min(before.rules.size(), after.rules.size());
+  size_t same_place = 0;
+  while (same_place < common && before.rules[same_place].name == after.rules[same_place].name) {
+    ++same_place;
+  }
+  for (size_t i = 0; i < same_place; ++i) {
+    if (Changes c = rule_changes(before.rules[i], after.rules[i], app, words); c.any) {
+      d.changed.push_back(RuleChange{after.rules[i].name, std::move(c.what)});
+    }
+  }
   std::unordered_map<std::string_view, size_t> old_index, new_index;
-  old_index.reserve(before.rules.size());
-  new_index.reserve(after.rules.size());
-  for (size_t i = 0; i < before.rules.size(); ++i) old_index.emplace(before.rules[i].name, i);
-  for (size_t i = 0; i < after.rules.size(); ++i) new_index.emplace(after.rules[i].name, i);
+  old_index.reserve(before.rules.size() - same_place);
+  new_index.reserve(after.rules.size() - same_place);
+  for (size_t i = same_place; i < before.rules.size(); ++i) {
+    old_index.emplace(before.rules[i].name, i);
+  }
+  for (size_t i = same_place; i < after.rules.size(); ++i)
+    new_index.emplace(after.rules[i].name, i);
 
-  std::vector<std::string_view> old_order, new_order;  // surviving rules, each file's order
-  for (const auto& r : before.rules) {
+  // The rest's surviving rules, each file's order (the rules in the same places come first in
+  // both).
+  std::vector<std::string_view> old_order, new_order;
+  for (size_t i = same_place; i < before.rules.size(); ++i) {
+    const auto& r = before.rules[i];
     if (new_index.count(r.name) == 0) {
       d.removed.push_back(r.name);
     } else {
       old_order.push_back(r.name);
     }
   }
-  for (const auto& r : after.rules) {
+  for (size_t i = same_place; i < after.rules.size(); ++i) {
+    const auto& r = after.rules[i];
     auto it = old_index.find(r.name);
     if (it == old_index.end()) {
       d.added.push_back(r.name);
       continue;
     }
     new_order.push_back(r.name);
-    if (auto what = rule_changes(before.rules[it->second], r, app); !what.empty()) {
-      d.changed.push_back(RuleChange{r.name, std::move(what)});
+    if (Changes c = rule_changes(before.rules[it->second], r, app, words); c.any) {
+      d.changed.push_back(RuleChange{r.name, std::move(c.what)});
     }
   }
   policy_change(d.other, "non_ip", before.non_ip, after.non_ip, app);

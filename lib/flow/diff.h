@@ -11,7 +11,7 @@ namespace sluice::flow {
 
 struct RuleChange {
   std::string name;
-  std::vector<std::string> what;  // "priority 100 -> 200", "to lan -> dmz", ...
+  std::vector<std::string> what;  // "priority 100 -> 200", "to lan -> dmz", ... (kChanges)
 };
 
 struct FlowsDiff {
@@ -26,9 +26,13 @@ struct FlowsDiff {
   }
 };
 
+// How much a diff says about a changed rule: its name only (what a reload logs and answers,
+// cheap for 100k changed rules), or also each change in words (`--check --diff`).
+enum class DiffDetail { kNames, kChanges };
+
 // Port ids in the flows are named through app's ports.
 FlowsDiff diff_flows(const config::Flows& before, const config::Flows& after,
-                     const config::Appliance& app);
+                     const config::Appliance& app, DiffDetail detail = DiffDetail::kChanges);
 
 // "2 added, 1 removed, 1 changed", or "no rule changes" (non_ip, default, order: "0 added, ...").
 std::string diff_counts(const FlowsDiff& d);

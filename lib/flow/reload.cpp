@@ -146,10 +146,14 @@ ReloadOutcome Reloader::attempt(Trigger trigger) {
   }
 
   progress_();
-  out.diff = std::make_shared<const FlowsDiff>(diff_flows(*store_.current().flows, *shared, app_));
+  out.diff = std::make_shared<const FlowsDiff>(
+      diff_flows(*store_.current().flows, *shared, app_, DiffDetail::kNames));
   const auto t3 = Clock::now();
+  out.diff_ms = ms_between(t2, t3);
   out.replaced = store_.publish(std::move(built->gen));
-  out.publish_ms = ms_between(t3, Clock::now());
+  const auto t4 = Clock::now();
+  out.publish_ms = ms_between(t3, t4);
+  out.took_ms = ms_between(t0, t4);
   out.kind = ReloadOutcome::Kind::kApplied;
   out.generation = store_.generation();
   stats_.generation = out.generation;

@@ -46,7 +46,9 @@ struct ReloadOutcome {
   std::string error;      // kRejected
   double parse_ms = 0;    // read + parse + validate
   double build_ms = 0;    // ACL contexts and counters
-  double publish_ms = 0;  // pointer swap and grace start
+  double diff_ms = 0;     // what changed, by rule name (diff)
+  double publish_ms = 0;  // pointer swap, counter slots renumbered, grace start
+  double took_ms = 0;     // kApplied: the whole attempt, the above and what lies between them
 };
 std::string_view kind_name(ReloadOutcome::Kind k) noexcept;
 

@@ -108,6 +108,16 @@ void RuleStore::renumber(const Generation* before) {
   // replaced that the new one lacks (removed by this reload). The names viewed here live in
   // the generations' flows, which outlive this function.
   const auto& rules = owned_->flows->rules;
+  std::vector<uint32_t> identity(rules.size());
+  std::iota(identity.begin(), identity.end(), 0u);
+  // Usually a reload keeps every rule's name in its place (the slot table's head is the
+  // replaced generation's rules, which are then all in the new one): the table stands as it is.
+  bool unchanged = names_.size() == rules.size();
+  for (size_t i = 0; unchanged && i < rules.size(); ++i) unchanged = names_[i] == rules[i].name;
+  if (unchanged) {
+    slots_.emplace_back(owned_.get(), std::move(identity));
+    return;
+  }
   std::unordered_map<std::string_view, uint32_t> slot;
   slot.reserve(rules.size() + (before ? before->flows->rules.size() : 0));
   std::vector<std::string> names;
@@ -136,8 +146,6 @@ void RuleStore::renumber(const Generation* before) {
   for (auto& [g, map] : slots_) {
     for (uint32_t& m : map) m = m == kNoSlot ? kNoSlot : moved[m];
   }
-  std::vector<uint32_t> identity(rules.size());
-  std::iota(identity.begin(), identity.end(), 0u);
   slots_.emplace_back(owned_.get(), std::move(identity));
 }
 

@@ -88,6 +88,9 @@ TEST_F(ReloadTest, ValidFileIsPublishedWithItsDiff) {
   EXPECT_EQ(s.ok, 1u);
   EXPECT_EQ(s.failed, 0u);
   EXPECT_GE(o.build_ms, 0.0);
+  // The whole attempt holds every phase (and what lies between them).
+  EXPECT_GE(o.took_ms + 1e-6, o.parse_ms + o.build_ms + o.diff_ms + o.publish_ms);  // (rounding)
+  EXPECT_GT(o.took_ms, 0.0);
 }
 
 TEST_F(ReloadTest, EveryKindOfBadFileKeepsTheRunningRules) {

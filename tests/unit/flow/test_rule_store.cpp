@@ -109,6 +109,33 @@ TEST(RuleStore, CountsCarryOverByNameAndRemovedRulesStayUntilTheNextReload) {
   EXPECT_EQ(packets(*s), (std::map<std::string, uint64_t>{{"a", 0}, {"d", 4}}));
 }
 
+// The common reload: every rule keeps its name and place (the slot table stays as it is);
+// counts, in-flight ones on the replaced generation too, stay on their names, and a reorder
+// after it still follows the names.
+TEST(RuleStore, AReloadThatKeepsEveryNameInPlaceKeepsItsCounts) {
+  auto s = store_of(drops({"a", "b"}), 1, "rs-same");
+  const Generation& g1 = s->current();
+  hit(g1, 0, "a", 1);
+  publish(*s,
+          "rules:\n  - name: a\n    match: { proto: udp }\n    action: drop\n"
+          "  - name: b\n    action: drop\n");
+  hit(g1, 0, "b", 2);  // a worker still mid-burst on generation 1
+  hit(s->current(), 0, "a", 4);
+  EXPECT_EQ(listed(*s), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(packets(*s), (std::map<std::string, uint64_t>{{"a", 5}, {"b", 2}}));
+  ASSERT_EQ(s->poll().size(), 1u);
+  EXPECT_EQ(packets(*s), (std::map<std::string, uint64_t>{{"a", 5}, {"b", 2}}));
+  publish(*s, drops({"a", "b"}));  // again in place, with generation 1's counts carried
+  ASSERT_EQ(s->poll().size(), 1u);
+  EXPECT_EQ(packets(*s), (std::map<std::string, uint64_t>{{"a", 5}, {"b", 2}}));
+
+  publish(*s, drops({"b", "a"}));
+  hit(s->current(), 0, "b", 1);
+  s->poll();
+  EXPECT_EQ(listed(*s), (std::vector<std::string>{"b", "a"}));
+  EXPECT_EQ(packets(*s), (std::map<std::string, uint64_t>{{"a", 5}, {"b", 3}}));
+}
+
 TEST(RuleStore, OldGenerationIsFreedOnlyAfterEveryOnlineReaderIsQuiescent) {
   auto s = store_of(drops({"a"}), 1, "rs-grace");
   rte_rcu_qsbr_thread_online(s->qsbr(), 0);  // this thread plays worker 0
