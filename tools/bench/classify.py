@@ -194,6 +194,7 @@ def reload_times(root, d, n, reloads):
         s.stop()
     out = {k[:-3]: statistics.median(v) for k, v in got.items()}
     out["whole"] = statistics.median(whole)
+    out["whole_min"], out["whole_max"] = min(whole), max(whole)
     return out
 
 
@@ -296,10 +297,10 @@ def main():
     if times:
         print(f"\nreload in a running sluice (1 worker forwarding), median of {args.reloads} reloads between two rule sets:")
         print(f"{'rules':>8}{'parse ms':>10}{'build ms':>10}{'diff ms':>9}{'publish ms':>12}{'grace ms':>10}"
-              f"{'whole ms':>10}   (whole: file read to rules published, and the grace period)")
+              f"{'whole ms':>10}  {'min..max':>15}   (whole: file read to rules published, and the grace period)")
         for n, t in times.items():
             print(f"{n:>8}{t['parse']:>10.1f}{t['build']:>10.1f}{t['diff']:>9.1f}{t['publish']:>12.3f}{t['grace']:>10.3f}"
-                  f"{t['whole']:>10.1f}")
+                  f"{t['whole']:>10.1f}  {t['whole_min']:>7.1f}..{t['whole_max']:<7.1f}")
     if rate:
         plain, busy, ratio_r, counts_r = rate
         print(f"\nforwarding while reloading back to back (1,000 rules, 64 B UDP, net_pcap -> net_null, {args.runs} runs x "
