@@ -10,6 +10,7 @@
 #include <cstring>
 #include <numeric>
 #include <optional>
+#include <type_traits>
 
 namespace sluice::flow {
 namespace {
@@ -310,14 +311,19 @@ Result<std::unique_ptr<FlowTable>> FlowTable::build(const config::Flows& flows,
     count6 += families[i] != 4;
   }
 
-  // Unique ACL priorities by rank: higher priority first, then earlier in the file.
-  std::vector<uint32_t> order(n);
-  std::iota(order.begin(), order.end(), 0u);
-  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
-    return flows.rules[a].priority > flows.rules[b].priority;
-  });
+  // Unique ACL priorities by rank: higher priority first, then earlier in the file. Sorted as
+  // keys (inverted priority, file index), not indexes into the rules: 100k rules sort in a few
+  // ms instead of chasing each comparison into a Rule.
+  static_assert(std::is_same_v<decltype(config::Rule::priority), uint16_t>, "the key's high word");
+  std::vector<uint64_t> order(n);
+  for (size_t i = 0; i < n; ++i) {
+    order[i] = uint64_t{static_cast<uint16_t>(UINT16_MAX - flows.rules[i].priority)} << 32 | i;
+  }
+  std::sort(order.begin(), order.end());
   std::vector<int32_t> rank_prio(n);
-  for (size_t r = 0; r < n; ++r) rank_prio[order[r]] = static_cast<int32_t>(n - r);
+  for (size_t r = 0; r < n; ++r) {
+    rank_prio[static_cast<uint32_t>(order[r])] = static_cast<int32_t>(n - r);
+  }
   order = {};
 
   std::unique_ptr<FlowTable> t(new FlowTable());
