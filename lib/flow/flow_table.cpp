@@ -181,28 +181,41 @@ Result<CtxPtr> fill_and_build(rte_acl_ctx* ctx, const Layout& l, const CtxSpec& 
                               const config::Flows& flows, const std::vector<uint8_t>& families,
                               const std::vector<int32_t>& rank_prio, const std::string& what) {
   CtxPtr owned(ctx);
-  // Copy rules in chunks so build memory stays one context plus a small buffer.
-  std::vector<AclRule<N>> chunk(kAddChunk);
-  size_t used = 0;
-  auto flush = [&]() -> int {
-    const int rc = used
-                       ? rte_acl_add_rules(ctx, reinterpret_cast<const rte_acl_rule*>(chunk.data()),
-                                           static_cast<uint32_t>(used))
-                       : 0;
-    used = 0;
-    return rc;
-  };
+  // Every rule of the context in rte_acl's layout, then added in the order of their field
+  // values (the layout's field order; file order among equals): rte_acl merges each rule into
+  // its trie from the root, and a rule that follows one sharing its path finds those nodes
+  // still in cache. The trie is the same (answers come from the rules' priorities, never their
+  // order). tools/bench/rules.py's 100k rules, in random file order: built in 2.7 s instead of
+  // 3.3-4.1 s, 1,107,003 nodes either way.
+  std::vector<AclRule<N>> rules;
   for (size_t i = 0; i < flows.rules.size(); ++i) {
     if (families[i] != spec.fam && families[i] != 0) continue;
     if (spec.portless_only && has_ports(flows.rules[i].match)) continue;
-    fill_rule(chunk[used++], l, flows.rules[i], rank_prio[i], static_cast<uint32_t>(i + 1));
-    if (used == chunk.size()) {
-      if (int rc = flush(); rc != 0)
-        return Error{"flow table: adding rules to " + what + " failed: " + errno_text(-rc)};
+    fill_rule(rules.emplace_back(), l, flows.rules[i], rank_prio[i], static_cast<uint32_t>(i + 1));
+  }
+  // Sort keys: each field's value (fill_rule zeroes what a field does not use, so a 1- or
+  // 2-byte value reads the same as a word), then the rule's place.
+  std::vector<std::pair<std::array<uint32_t, N>, uint32_t>> keys(rules.size());
+  for (size_t k = 0; k < rules.size(); ++k) {
+    for (size_t f = 0; f < N; ++f) keys[k].first[f] = rules[k].field[f].value.u32;
+    keys[k].second = static_cast<uint32_t>(k);
+  }
+  std::sort(keys.begin(), keys.end());
+  std::vector<AclRule<N>> chunk;  // copied into the context kAddChunk rules per call
+  chunk.reserve(kAddChunk);
+  for (size_t k = 0; k < keys.size(); k += kAddChunk) {
+    chunk.clear();
+    for (size_t j = k; j < std::min(keys.size(), k + kAddChunk); ++j) {
+      chunk.push_back(rules[keys[j].second]);
+    }
+    if (int rc = rte_acl_add_rules(ctx, reinterpret_cast<const rte_acl_rule*>(chunk.data()),
+                                   static_cast<uint32_t>(chunk.size()));
+        rc != 0) {
+      return Error{"flow table: adding rules to " + what + " failed: " + errno_text(-rc)};
     }
   }
-  if (int rc = flush(); rc != 0)
-    return Error{"flow table: adding rules to " + what + " failed: " + errno_text(-rc)};
+  rules = {};
+  keys = {};
 
   rte_acl_config cfg{};
   cfg.num_categories = 1;
