@@ -350,16 +350,22 @@ Result<void> Appliance::assemble(std::shared_ptr<const config::Config> config, s
     }
     workers.push_back(std::move(w));
   }
-  // Each inbox's producer: the worker that polls the port's RX queue and spreads it. At stop
-  // the receiver drains the ring until that worker has stopped handing packets on.
+  // Each inbox's producer: the worker whose RX queue spreads into that ring. At stop the
+  // receiver drains the ring until that worker has stopped handing packets on.
   for (auto& w : workers) {
     for (auto& in : w->inbox) {
       for (const auto& p : workers) {
         for (const auto& q : p->rx) {
-          if (q.spread != nullptr && q.port_index == in.port_index) {
+          if (q.spread != nullptr && q.spread[w->index] == in.ring) {
             in.producer_stopped = &p->rx_stopped;
           }
         }
+      }
+      if (in.producer_stopped == nullptr) {
+        return Error{
+            fmt::format("internal error: worker {}'s hand-off ring for port {} has no "
+                        "distributor",
+                        w->index, in.port_index)};
       }
     }
   }

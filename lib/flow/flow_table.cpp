@@ -126,7 +126,9 @@ template <size_t N>
 void fill_rule(AclRule<N>& r, const Layout& l, const config::Rule& rule, int32_t priority,
                uint32_t userdata) {
   const config::Match& m = rule.match;
-  r = {};
+  // Every byte zero (= {} need not clear a union beyond its first member): a wildcard field is
+  // zero value and mask.
+  std::memset(&r, 0, sizeof r);
   r.data.category_mask = 1;
   r.data.priority = priority;
   r.data.userdata = userdata;
@@ -181,40 +183,49 @@ Result<CtxPtr> fill_and_build(rte_acl_ctx* ctx, const Layout& l, const CtxSpec& 
                               const config::Flows& flows, const std::vector<uint8_t>& families,
                               const std::vector<int32_t>& rank_prio, const std::string& what) {
   CtxPtr owned(ctx);
-  // Every rule of the context in rte_acl's layout, then added in the order of their field
-  // values (the layout's field order; file order among equals): rte_acl merges each rule into
-  // its trie from the root, and a rule that follows one sharing its path finds those nodes
-  // still in cache. The trie is the same (answers come from the rules' priorities, never their
-  // order). tools/bench/rules.py's 100k rules, in random file order: built in 2.7 s instead of
-  // 3.3-4.1 s, 1,107,003 nodes either way.
-  std::vector<AclRule<N>> rules;
-  for (size_t i = 0; i < flows.rules.size(); ++i) {
-    if (families[i] != spec.fam && families[i] != 0) continue;
-    if (spec.portless_only && has_ports(flows.rules[i].match)) continue;
-    fill_rule(rules.emplace_back(), l, flows.rules[i], rank_prio[i], static_cast<uint32_t>(i + 1));
-  }
-  // Sort keys: each field's value (fill_rule zeroes what a field does not use, so a 1- or
-  // 2-byte value reads the same as a word), then the rule's place.
-  std::vector<std::pair<std::array<uint32_t, N>, uint32_t>> keys(rules.size());
-  for (size_t k = 0; k < rules.size(); ++k) {
-    for (size_t f = 0; f < N; ++f) keys[k].first[f] = rules[k].field[f].value.u32;
-    keys[k].second = static_cast<uint32_t>(k);
+  // The context's rules are added in the order of their field values (the layout's field
+  // order; file order among equals): rte_acl merges each rule into its trie from the root, and
+  // a rule that follows one sharing its path finds those nodes still in cache. The trie is the
+  // same (answers come from the rules' ranks, never their order). tools/bench/rules.py's 100k
+  // rules, in random file order, in a running sluice: built in 2.2 s instead of 2.75 s,
+  // 1,107,003 nodes either way. Only the sort keys are held; rules are copied into the context
+  // kAddChunk at a time.
+  auto value_of = [&l](const rte_acl_field& f, unsigned field) -> uint32_t {
+    switch (l.defs[field].size) {
+      case 1:
+        return f.value.u8;
+      case 2:
+        return f.value.u16;
+      default:
+        return f.value.u32;
+    }
+  };
+  std::vector<std::pair<std::array<uint32_t, N>, uint32_t>> keys;  // values, rule index
+  {
+    AclRule<N> r;
+    for (size_t i = 0; i < flows.rules.size(); ++i) {
+      if (families[i] != spec.fam && families[i] != 0) continue;
+      if (spec.portless_only && has_ports(flows.rules[i].match)) continue;
+      fill_rule(r, l, flows.rules[i], rank_prio[i], static_cast<uint32_t>(i + 1));
+      auto& k = keys.emplace_back();
+      for (unsigned f = 0; f < N; ++f) k.first[f] = value_of(r.field[f], f);
+      k.second = static_cast<uint32_t>(i);
+    }
   }
   std::sort(keys.begin(), keys.end());
-  std::vector<AclRule<N>> chunk;  // copied into the context kAddChunk rules per call
-  chunk.reserve(kAddChunk);
+  std::vector<AclRule<N>> chunk(kAddChunk);
   for (size_t k = 0; k < keys.size(); k += kAddChunk) {
-    chunk.clear();
-    for (size_t j = k; j < std::min(keys.size(), k + kAddChunk); ++j) {
-      chunk.push_back(rules[keys[j].second]);
+    const size_t used = std::min<size_t>(kAddChunk, keys.size() - k);
+    for (size_t j = 0; j < used; ++j) {
+      const uint32_t i = keys[k + j].second;
+      fill_rule(chunk[j], l, flows.rules[i], rank_prio[i], i + 1);
     }
     if (int rc = rte_acl_add_rules(ctx, reinterpret_cast<const rte_acl_rule*>(chunk.data()),
-                                   static_cast<uint32_t>(chunk.size()));
+                                   static_cast<uint32_t>(used));
         rc != 0) {
       return Error{"flow table: adding rules to " + what + " failed: " + errno_text(-rc)};
     }
   }
-  rules = {};
   keys = {};
 
   rte_acl_config cfg{};

@@ -81,6 +81,7 @@ ReloadOutcome Reloader::attempt(Trigger trigger) {
   out.generation = store_.generation();
 
   auto finish = [&](Attempt a) {
+    out.took_ms = ms_between(t0, Clock::now());
     if (out.kind == ReloadOutcome::Kind::kRejected) {
       ++stats_.failed;
       stats_.last_error = out.error;
@@ -146,14 +147,13 @@ ReloadOutcome Reloader::attempt(Trigger trigger) {
   }
 
   progress_();
+  const auto t2d = Clock::now();
   out.diff = std::make_shared<const FlowsDiff>(
       diff_flows(*store_.current().flows, *shared, app_, DiffDetail::kNames));
   const auto t3 = Clock::now();
-  out.diff_ms = ms_between(t2, t3);
+  out.diff_ms = ms_between(t2d, t3);
   out.replaced = store_.publish(std::move(built->gen));
-  const auto t4 = Clock::now();
-  out.publish_ms = ms_between(t3, t4);
-  out.took_ms = ms_between(t0, t4);
+  out.publish_ms = ms_between(t3, Clock::now());
   out.kind = ReloadOutcome::Kind::kApplied;
   out.generation = store_.generation();
   stats_.generation = out.generation;

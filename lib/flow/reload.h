@@ -48,7 +48,7 @@ struct ReloadOutcome {
   double build_ms = 0;    // ACL contexts and counters
   double diff_ms = 0;     // what changed, by rule name (diff)
   double publish_ms = 0;  // pointer swap, counter slots renumbered, grace start
-  double took_ms = 0;     // kApplied: the whole attempt, the above and what lies between them
+  double took_ms = 0;  // the whole attempt (applied or rejected), the above and what lies between
 };
 std::string_view kind_name(ReloadOutcome::Kind k) noexcept;
 

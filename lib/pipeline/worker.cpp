@@ -448,7 +448,8 @@ uint64_t test_slow(const Worker& w, unsigned n) noexcept {
 }
 
 // One burst from an inbox, processed: the TSC it ended on, or 0 when the ring was empty.
-uint64_t poll_inbox(Worker& w, const Inbox& in, rte_mbuf** pkts) noexcept {
+[[gnu::always_inline]] inline uint64_t poll_inbox(Worker& w, const Inbox& in,
+                                                  rte_mbuf** pkts) noexcept {
   const unsigned n =
       rte_ring_sc_dequeue_burst(in.ring, reinterpret_cast<void**>(pkts), w.burst, nullptr);
   if (n == 0) return 0;
@@ -456,7 +457,9 @@ uint64_t poll_inbox(Worker& w, const Inbox& in, rte_mbuf** pkts) noexcept {
   w.counters.rx_packets.add(n);
   const uint64_t end =
       process_burst(w, in.port_index, pkts, static_cast<uint16_t>(n), rx_tsc_of_handed(pkts[0]));
-  return w.test_slow_cycles != 0 ? test_slow(w, n) : end;
+  if (w.test_slow_cycles != 0) [[unlikely]]
+    return test_slow(w, n);
+  return end;
 }
 
 // At stop: what other workers handed to this one is processed like any burst (sent, or
@@ -544,8 +547,11 @@ int worker_main(void* arg) {
     }
   }
   w.rx_stopped.store(true, std::memory_order_release);
-  if (!w.inbox.empty())
-    drain_inboxes(w, pkts.data(), w.stop_drain_cycles ? w.stop_drain_cycles : rte_get_tsc_hz());
+  if (!w.inbox.empty()) {
+    drain_inboxes(
+        w, pkts.data(),
+        w.stop_drain_cycles != 0 ? w.stop_drain_cycles : rte_get_tsc_hz() / 1000 * kStopDrainMs);
+  }
   worker_flush(w);
   // A stopped worker never delays a grace period.
   if (w.qsbr) rte_rcu_qsbr_thread_offline(w.qsbr, w.index);

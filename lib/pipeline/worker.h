@@ -35,6 +35,9 @@ inline constexpr unsigned kMaxWorkers = 64;
 inline constexpr unsigned kPrefetchOffset = 4;
 // TX buffers are flushed at least this often (l3fwd uses the same order of magnitude).
 inline constexpr unsigned kDrainUs = 100;
+// At stop, the longest a worker waits for the producers of its inboxes to stop handing packets
+// on (a stuck one never does); well inside the main lcore's limit for a worker to return.
+inline constexpr unsigned kStopDrainMs = 1000;
 
 struct RxQueue {
   uint16_t port_id;    // ethdev id
@@ -87,7 +90,7 @@ struct alignas(64) Worker {
   // per packet, as a worker with costly rules would, so its hand-off ring fills. 0: never.
   uint64_t test_slow_cycles = 0;
   // At stop, how long the worker waits for a producer of its inboxes to stop (TSC cycles; 0:
-  // one second): a stuck producer never does.
+  // kStopDrainMs).
   uint64_t stop_drain_cycles = 0;
 
   // Made by worker_prepare (null when flow_cache_entries is 0); the worker's alone.

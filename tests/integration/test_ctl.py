@@ -333,7 +333,10 @@ def rate(sluice, data, ctl_path):
             got = recv_all(socks, time.monotonic() + 60)
             ok = [(t, r) for t, r in got.values() if r and r["result"] == "ok"]
             busy = [(t, r) for t, r in got.values() if r and r["result"] == "busy"]
-            took_ms = (first["parse_us"] + first["build_us"] + first["publish_us"]) / 1000
+            took_ms = first["took_us"] / 1000
+            check(f"{tag}: the reply times the reload whole and each phase (took_us >= parse + build + diff + "
+                  f"publish)", first["took_us"] + 4 >= first["parse_us"] + first["build_us"] + first["diff_us"] +
+                  first["publish_us"] > 0, first)
             check(f"{tag}: all {len(socks)} requests answered, sent within {1000 * (t_sent - t_first):.1f} ms of a reload "
                   f"({took_ms:.0f} ms)", len(got) == len(socks), got)
             check(f"{tag}: {MAX_WAITERS} waited and share one reload (generation {first['generation'] + 1}, coalesced "

@@ -1,6 +1,7 @@
 // The worker's burst processing on ring-backed ethdevs (rte_eth_from_rings): what each port
 // transmits is read back from its TX ring. Every test checks the pool is full afterwards.
 
+#include <rte_cycles.h>
 #include <rte_eth_ring.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
@@ -19,6 +20,7 @@
 #include "lib/flow/rule_store.h"
 #include "lib/packet/frame_builder.h"
 #include "lib/pipeline/worker.h"
+#include "lib/sys/tsan.h"
 
 namespace sluice::pipeline {
 namespace {
@@ -503,6 +505,7 @@ class WorkerStopTest : public WorkerTest {
     for (unsigned i = 0; i < n; ++i) {
       rte_mbuf* m = mbuf_of(udp_frame(80));
       m->hash.rss = static_cast<uint32_t>(rte_rdtsc());  // the distributor's RX TSC stamp
+      sys::tsan_release(inbox_);                         // as spread_burst hands packets over
       ASSERT_EQ(rte_ring_sp_enqueue(inbox_, m), 0);
     }
   }
@@ -513,7 +516,9 @@ class WorkerStopTest : public WorkerTest {
 TEST_F(WorkerStopTest, DrainsItsInboxOnceTheProducerStops) {
   make_worker();
   w_.inbox.push_back({inbox_, 0, &producer_stopped_});
-  hand(40);  // more than a burst
+  w_.stop_drain_cycles =
+      30 * rte_get_tsc_hz();  // far beyond this test's pause, even on a busy host
+  hand(40);                   // more than a burst
   stop_ = true;
   std::thread worker([this] { worker_main(&w_); });
   // The worker has left its RX loop; the producer is still finishing a burst.
