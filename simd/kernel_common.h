@@ -173,6 +173,15 @@ unsigned finish_group(const PacketView* v, uint8_t in_port, FlowKey* keys, uint3
   return nb_ok;
 }
 
+// hash_fmix on eight lanes (m1, m2: kHashFmix1 and kHashFmix2 in every lane).
+inline __m256i fmix_lanes(__m256i h, __m256i m1, __m256i m2) noexcept {
+  h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
+  h = _mm256_mullo_epi32(h, m1);
+  h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 13));
+  h = _mm256_mullo_epi32(h, m2);
+  return _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
+}
+
 // The views of a group with kBlank behind the lanes not in `usable`, for the vector step's loads.
 template <unsigned kLanes>
 std::array<PacketView, kLanes> with_blanks(const PacketView* v, uint32_t usable) noexcept {

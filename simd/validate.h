@@ -90,15 +90,19 @@ inline constexpr uint32_t kMaxHeaderBytes = 512;
 inline constexpr uint32_t kHashHead = 0x9E3779B1u, kHashPorts = 0x85EBCA77u, kHashSrc = 0xC2B2AE3Du,
                           kHashDst = 0x27D4EB2Fu;
 inline constexpr uint32_t kHashFmix1 = 0x85EBCA6Bu, kHashFmix2 = 0xC2B2AE35u;
-inline constexpr uint32_t hash_mix(uint32_t head, uint32_t ports, uint32_t src,
-                                   uint32_t dst) noexcept {
-  uint32_t h = head * kHashHead + ports * kHashPorts + src * kHashSrc + dst * kHashDst;
+// murmur3's 32-bit finaliser (with these multipliers): every output bit depends on every input
+// bit.
+inline constexpr uint32_t hash_fmix(uint32_t h) noexcept {
   h ^= h >> 16;
   h *= kHashFmix1;
   h ^= h >> 13;
   h *= kHashFmix2;
   h ^= h >> 16;
   return h;
+}
+inline constexpr uint32_t hash_mix(uint32_t head, uint32_t ports, uint32_t src,
+                                   uint32_t dst) noexcept {
+  return hash_fmix(head * kHashHead + ports * kHashPorts + src * kHashSrc + dst * kHashDst);
 }
 inline uint32_t key_hash(const FlowKey& key) noexcept {
   uint32_t w[10];

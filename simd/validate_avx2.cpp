@@ -144,15 +144,11 @@ inline Lengths load_lengths(const PacketView* v, const Constants& c) noexcept {
 // hash_mix on eight lanes.
 inline __m256i hash_lanes(__m256i head, __m256i ports, __m256i src, __m256i dst,
                           const Constants& c) noexcept {
-  __m256i h = _mm256_add_epi32(_mm256_add_epi32(_mm256_mullo_epi32(head, ld(c.hash_head)),
-                                                _mm256_mullo_epi32(ports, ld(c.hash_ports))),
-                               _mm256_add_epi32(_mm256_mullo_epi32(src, ld(c.hash_src)),
-                                                _mm256_mullo_epi32(dst, ld(c.hash_dst))));
-  h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
-  h = _mm256_mullo_epi32(h, ld(c.fmix1));
-  h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 13));
-  h = _mm256_mullo_epi32(h, ld(c.fmix2));
-  return _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
+  const __m256i h = _mm256_add_epi32(_mm256_add_epi32(_mm256_mullo_epi32(head, ld(c.hash_head)),
+                                                      _mm256_mullo_epi32(ports, ld(c.hash_ports))),
+                                     _mm256_add_epi32(_mm256_mullo_epi32(src, ld(c.hash_src)),
+                                                      _mm256_mullo_epi32(dst, ld(c.hash_dst))));
+  return fmix_lanes(h, ld(c.fmix1), ld(c.fmix2));
 }
 
 [[gnu::always_inline]] inline FastResult fast_group(const PacketView* v, const Lengths& lens,

@@ -20,8 +20,8 @@ uint32_t load32(const uint8_t* p) noexcept {
   return v;
 }
 
-uint64_t load64(const uint8_t* p) noexcept {
-  uint64_t v;
+uint16_t load16(const uint8_t* p) noexcept {
+  uint16_t v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
@@ -50,10 +50,10 @@ uint32_t flow_hash_slow(const uint8_t* f, uint32_t len) noexcept {
     const bool first_fragment_only = (be16(ip + 6) & 0x3fff) == 0;  // neither MF nor an offset
     uint16_t sp = 0, dp = 0;
     if (has_ports(proto) && first_fragment_only && ihl >= 20 && len >= off + ihl + 4) {
-      sp = be16(ip + ihl);
-      dp = be16(ip + ihl + 2);
+      sp = load16(ip + ihl);
+      dp = load16(ip + ihl + 2);
     }
-    return detail::mix(load32(ip + 12), load32(ip + 16), sp, dp, proto);
+    return simd::flow_mix(load32(ip + 12), load32(ip + 16), sp, dp, proto);
   }
   if (type == 0x86dd) {
     if (len < off + 40) return type;
@@ -61,12 +61,13 @@ uint32_t flow_hash_slow(const uint8_t* f, uint32_t len) noexcept {
     const uint8_t proto = ip[6];
     uint16_t sp = 0, dp = 0;
     if (has_ports(proto) && len >= off + 44) {
-      sp = be16(ip + 40);
-      dp = be16(ip + 42);
+      sp = load16(ip + 40);
+      dp = load16(ip + 42);
     }
-    // Each address folded to 64 bits first, so the pair orders as a whole.
-    const uint64_t s = load64(ip + 8) ^ load64(ip + 16), d = load64(ip + 24) ^ load64(ip + 32);
-    return detail::mix(s, d, sp, dp, proto);
+    // Each address folded to 32 bits first, so the pair orders as a whole.
+    const uint32_t s = load32(ip + 8) ^ load32(ip + 12) ^ load32(ip + 16) ^ load32(ip + 20);
+    const uint32_t d = load32(ip + 24) ^ load32(ip + 28) ^ load32(ip + 32) ^ load32(ip + 36);
+    return simd::flow_mix(s, d, sp, dp, proto);
   }
   return type;
 }

@@ -378,16 +378,32 @@ uint64_t spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
   // memory, each waiting on the last one's store: about 5 cycles a packet on its own.)
   alignas(16) std::array<uint8_t, kMaxBurst> to;
   static_assert(kMaxBurst <= 64 && kMaxBurst % 16 == 0 && kMaxWorkers < 0xff);
+  // The frames for the burst hash (the kernel's, eight at a time with AVX2); what it leaves
+  // (not the common frame, or too short to load) is hashed here, a chain cut inside its headers
+  // across its segments.
+  std::array<const uint8_t*, kMaxBurst> frames;
+  std::array<uint32_t, kMaxBurst> lens;
+  std::array<uint32_t, kMaxBurst> hashes;
+  // A receiver's latency starts at this RX, not at its dequeue: the TSC's low 32 bits ride in
+  // the RSS hash field (first cache line, read here anyway; ring ports have no RSS, and nothing
+  // reads the field of this worker's own share).
+  const auto stamp = static_cast<uint32_t>(rx_tsc);
   uint64_t bytes = 0;
   for (unsigned i = 0; i < n; ++i) {
-    if (i + kPrefetchOffset < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchOffset], void*));
-    const rte_mbuf* m = pkts[i];
-    const uint32_t h = hash_fits_first_segment(m->data_len, m->pkt_len)
-                           ? flow_hash(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len)
-                           : flow_hash(m);  // a chain cut short: the long way
-    to[i] = static_cast<uint8_t>(worker_of(h, w.nb_workers));
+    rte_mbuf* m = pkts[i];
+    frames[i] = rte_pktmbuf_mtod(m, const uint8_t*);
+    rte_prefetch0(frames[i]);  // the kernel reads it after this pass
+    lens[i] = m->data_len;
     bytes += m->pkt_len;
+    m->hash.rss = stamp;
   }
+  const uint64_t all = n == 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1;
+  const uint64_t done = w.flow_hash_burst(frames.data(), lens.data(), n, hashes.data());
+  for (uint64_t rest = all & ~done; rest != 0; rest &= rest - 1) {
+    const auto i = static_cast<unsigned>(__builtin_ctzll(rest));
+    hashes[i] = flow_hash(pkts[i]);
+  }
+  for (unsigned i = 0; i < n; ++i) to[i] = static_cast<uint8_t>(worker_of(hashes[i], w.nb_workers));
   std::memset(to.data() + n, 0xff, kMaxBurst - n);
   if (q.counted != nullptr) {
     q.counted->packets.add(n);
@@ -397,20 +413,14 @@ uint64_t spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
   auto& c = w.counters;
   std::array<rte_mbuf*, kMaxBurst> batch;
   unsigned handed = 0, refused = 0;
-  uint64_t left = n == 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1;  // not yet placed
+  uint64_t left = all;  // not yet placed
   for (unsigned k = 0; k < w.nb_workers && left != 0; ++k) {
     if (k == w.index) continue;
     uint64_t bits = members(to.data(), n, static_cast<uint8_t>(k));
     if (bits == 0) continue;
     left &= ~bits;
-    // The receiver's latency starts at this RX, not at its dequeue: the TSC's low 32 bits ride
-    // in the RSS hash field (first cache line, already read; ring ports have no RSS).
     unsigned count = 0;
-    for (; bits != 0; bits &= bits - 1) {
-      rte_mbuf* m = pkts[__builtin_ctzll(bits)];
-      m->hash.rss = static_cast<uint32_t>(rx_tsc);
-      batch[count++] = m;
-    }
+    for (; bits != 0; bits &= bits - 1) batch[count++] = pkts[__builtin_ctzll(bits)];
     // The receiving worker reads these mbufs after the ring hands them over.
     sys::tsan_release(q.spread[k]);
     const unsigned sent = rte_ring_sp_enqueue_burst(

@@ -18,6 +18,7 @@
 #include "lib/flow/rule_store.h"
 #include "lib/stats/counters.h"
 #include "lib/sys/result.h"
+#include "simd/flow_hash.h"
 #include "simd/validate.h"
 
 struct rte_mbuf;
@@ -74,6 +75,8 @@ struct alignas(64) Worker {
   rte_rcu_qsbr* qsbr = nullptr;  // null: no reader registration (unit tests)
   const std::atomic<bool>* stop = nullptr;
   simd::ValidateBurstFn validate = nullptr;
+  // The distributor's burst hash (the same kernel as validate's).
+  simd::FlowHashBurstFn flow_hash_burst = &simd::flow_hash_burst_scalar;
   uint32_t flow_cache_entries = flow::FlowCache::kDefaultEntries;  // 0: every key to rte_acl
   uint64_t drain_cycles = 0;
   double ns_per_cycle = 0;

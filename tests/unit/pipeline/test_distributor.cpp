@@ -206,6 +206,8 @@ class SpreadTest : public ::testing::Test {
     }
     w_.index = 2;
     w_.nb_workers = 3;
+    // The burst hash the appliance would pick on this CPU (test_flow_hash checks each kernel).
+    w_.flow_hash_burst = simd::flow_hash_fn(simd::best_kernel(256));
     q_.port_index = 0;
     q_.spread = rings_.data();
     std::mt19937 rng(1);

@@ -24,6 +24,7 @@
 
 #include "simd/validate.h"
 #include "tests/unit/simd/frames.h"
+#include "tests/unit/simd/kernel_main.h"
 
 namespace sluice::simd {
 namespace {
@@ -625,29 +626,13 @@ TEST(Burst, KeysTakeInPortAndOverwriteTheRest) {
 }  // namespace sluice::simd
 
 int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  std::string_view name;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if (a.rfind("--kernel=", 0) == 0) name = a.substr(9);
-  }
   using namespace sluice::simd;
-  const auto kernel = kernel_from_name(name);
-  if (!kernel) {
-    std::fprintf(stderr, "usage: %s --kernel=NAME (a kernel name of --simd) [gtest options]\n",
-                 argv[0]);
-    return 2;
-  }
-  if (!kernel_supported(*kernel)) {
-    std::printf("SKIPPED: this CPU lacks %.*s; its differential tests did not run\n",
-                static_cast<int>(name.size()), name.data());
-    return 77;  // meson: skipped
-  }
-  g_kernel = *kernel;
-  g_fn = kernel_fn(*kernel);
-  std::printf("differential tests: %.*s against the scalar reference\n",
-              static_cast<int>(name.size()), name.data());
-  const int rc = RUN_ALL_TESTS();
-  std::printf("%zu packets compared\n", sluice::simd::g_packets);
+  const int rc = kernel_tests::kernel_test_main(argc, argv, "differential tests", [](Kernel k) {
+    g_kernel = k;
+    g_fn = kernel_fn(k);
+    std::printf("differential tests: %.*s against the scalar reference\n",
+                static_cast<int>(kernel_name(k).size()), kernel_name(k).data());
+  });
+  if (rc != 77 && rc != 2) std::printf("%zu packets compared\n", g_packets);
   return rc;
 }
