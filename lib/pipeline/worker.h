@@ -75,8 +75,6 @@ struct alignas(64) Worker {
   rte_rcu_qsbr* qsbr = nullptr;  // null: no reader registration (unit tests)
   const std::atomic<bool>* stop = nullptr;
   simd::ValidateBurstFn validate = nullptr;
-  // The distributor's burst hash (the same kernel as validate's).
-  simd::FlowHashBurstFn flow_hash_burst = &simd::flow_hash_burst_scalar;
   uint32_t flow_cache_entries = flow::FlowCache::kDefaultEntries;  // 0: every key to rte_acl
   uint64_t drain_cycles = 0;
   double ns_per_cycle = 0;
@@ -108,6 +106,10 @@ struct alignas(64) Worker {
   // Stored (release) when the worker has left its RX loop: it hands nothing more to the
   // workers whose inboxes it fills, which drain them until then (worker_main).
   std::atomic<bool> rx_stopped{false};
+
+  // Set up with validate: the distributor's burst hash (the same kernel). Here, not beside
+  // validate, so that the fields the burst loop reads keep their cache lines.
+  simd::FlowHashBurstFn flow_hash_burst = &simd::flow_hash_burst_scalar;
 
   // Headers of multi-segment frames are linearised here (per packet slot in the burst).
   alignas(64) std::array<std::array<uint8_t, simd::kMaxHeaderBytes>, kMaxBurst> scratch{};
