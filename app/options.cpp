@@ -61,7 +61,7 @@ std::string usage(const std::string& argv0) {
       "      --stats-period SECS  print a testpmd-style statistics table every SECS (0: off)\n"
       "      --stats-out FILE     on exit, write the final statistics JSON to FILE\n"
       "      --log-level LEVEL    trace|debug|info|warn|error (default: the config's, or info)\n"
-      "      --simd KERNEL        header validation kernel: {2} (default auto:\n"
+      "      --simd KERNEL        validation and flow hash kernel: {2} (default auto:\n"
       "                           the best the CPU has within EAL's SIMD bitwidth, which is\n"
       "                           256 unless --force-max-simd-bitwidth says otherwise; no\n"
       "                           AVX-512 kernel is built: it measured slower than AVX2)\n"
