@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "simd/flow_hash.h"
 #include "simd/validate.h"
 
 namespace sluice::fuzz {
@@ -77,6 +78,34 @@ bool untouched(const FlowKey& k) {
   return std::all_of(p, p + sizeof(k), [](uint8_t b) { return b == kUntouched; });
 }
 
+// The distributor's burst hash kernels on the same frames: a frame a kernel marks hashed is one
+// flow_hash_fast takes, with its hash; the scalar kernel marks every such frame, a vector one
+// every such frame with at least 44 readable bytes (its loads); no bit past the burst.
+void check_flow_hash(const PacketView* views, size_t n) {
+  auto data = std::make_unique<const uint8_t*[]>(std::max<size_t>(n, 1));
+  auto len = std::make_unique<uint32_t[]>(std::max<size_t>(n, 1));
+  for (size_t i = 0; i < n; ++i) {
+    data[i] = views[i].data;
+    len[i] = views[i].data_len;
+  }
+  for (simd::Kernel k : simd::kKernels) {
+    if (!simd::kernel_supported(k)) continue;
+    auto hashes = std::make_unique<uint32_t[]>(std::max<size_t>(n, 1));
+    const uint64_t done =
+        simd::flow_hash_fn(k)(data.get(), len.get(), static_cast<unsigned>(n), hashes.get());
+    if (n < 64 && (done >> n) != 0) differ(k, n, views[0], "flow hash: a bit past the burst");
+    for (size_t i = 0; i < n; ++i) {
+      uint32_t want = 0;
+      const bool fast = simd::flow_hash_fast(data[i], len[i], &want);
+      const bool marked = (done >> i & 1) != 0;
+      if (marked && (!fast || hashes[i] != want)) differ(k, i, views[i], "flow hash differs");
+      if (!marked && fast && (k == simd::Kernel::kScalar || len[i] >= 44)) {
+        differ(k, i, views[i], "flow hash: a common frame left to the caller");
+      }
+    }
+  }
+}
+
 }  // namespace
 
 size_t check_validate_input(const uint8_t* data, size_t size) {
@@ -133,6 +162,7 @@ size_t check_validate_input(const uint8_t* data, size_t size) {
       std::abort();
     }
   }
+  check_flow_hash(views.get(), n);
   return n;
 }
 
