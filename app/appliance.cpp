@@ -321,8 +321,7 @@ Result<void> Appliance::assemble(std::shared_ptr<const config::Config> config, s
     w->rules = rules->published();
     w->qsbr = rules->qsbr();
     w->stop = &g_stop;
-    w->validate = simd::kernel_fn(kernel);
-    w->flow_hash_burst = simd::flow_hash_fn(kernel);
+    pipeline::use_kernel(*w, kernel);
     w->flow_cache_entries = conf.workers.flow_cache;
     w->rx = pipeline::rx_queues_of(w->index, static_cast<unsigned>(nw), queues);
     w->nb_workers = static_cast<unsigned>(nw);

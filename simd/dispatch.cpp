@@ -62,4 +62,14 @@ ValidateBurstFn kernel_fn(Kernel k) noexcept {
   return nullptr;
 }
 
+ValidateMbufsFn mbuf_kernel_fn(Kernel k) noexcept {
+  switch (k) {
+    case Kernel::kScalar:
+      return &validate_mbufs_scalar;
+    case Kernel::kAvx2:
+      return &validate_mbufs_avx2;
+  }
+  return nullptr;
+}
+
 }  // namespace sluice::simd

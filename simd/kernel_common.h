@@ -37,6 +37,24 @@ constexpr uint32_t kIpv6HeaderLen = 40;
 // lane's results are never used.
 alignas(64) constexpr std::array<uint8_t, kWindowEnd> kBlank{};
 
+// Stands in for the mbufs past a burst's tail: readable, its frame kBlank, every length 0.
+struct alignas(64) BlankMbuf {
+  const uint8_t* buf_addr = kBlank.data();  // mbuf::kBufAddr
+  std::array<uint8_t, 56> rest{};           // data_off, ol_flags, pkt_len, data_len: 0
+};
+static_assert(mbuf::kBufAddr == 0 && sizeof(BlankMbuf) == 64);
+constexpr BlankMbuf kBlankMbuf{};
+
+// The first byte of the frame in the mbuf at m (buf_addr + data_off).
+inline const uint8_t* frame_of_mbuf(const void* m) noexcept {
+  const auto* b = static_cast<const uint8_t*>(m);
+  const uint8_t* buf;
+  uint16_t data_off;
+  std::memcpy(&buf, b + mbuf::kBufAddr, sizeof buf);
+  std::memcpy(&data_off, b + mbuf::kDataOff, sizeof data_off);
+  return buf + data_off;
+}
+
 // ---- vector constants as bytes ---------------------------------------------------------
 // GCC 12 rebuilds every set1 constant at each use with three instructions (mov, vmovd,
 // vpbroadcastd). The kernels keep theirs in a table behind an address the compiler does not
@@ -97,7 +115,8 @@ inline uint16_t load_be16(const uint8_t* p) noexcept {
 
 // IPv6 without extension headers, TCP or UDP, at l3 (14 or 18): true with the key written when
 // the reference would say kOk; false leaves everything to the reference.
-bool ipv6_fast(const PacketView& v, uint32_t l3, uint8_t in_port, FlowKey& key) noexcept {
+[[gnu::always_inline]] inline bool ipv6_fast(const PacketView& v, uint32_t l3, uint8_t in_port,
+                                             FlowKey& key) noexcept {
   const uint8_t* h = v.data + l3;
   const uint32_t l4 = l3 + kIpv6HeaderLen;
   const uint8_t next = h[6];
@@ -144,14 +163,12 @@ struct FastResult {
 // Verdicts of a group of kLanes views after its vector step (live: the lanes that are packets
 // of the burst): kOk for passed lanes (their keys and hashes written by the vector step); the
 // others take the IPv6 path or the reference. Returns how many are kOk.
-template <unsigned kLanes>
-unsigned finish_group(const PacketView* v, uint8_t in_port, FlowKey* keys, uint32_t* hashes,
+// view(k) gives lane k's PacketView. finish_lanes is all but the common case, every lane
+// passed, which finish_group below decides where it is inlined.
+template <unsigned kLanes, typename ViewOf>
+unsigned finish_lanes(ViewOf&& view, uint8_t in_port, FlowKey* keys, uint32_t* hashes,
                       Verdict* verdicts, uint32_t live, const FastResult& r) noexcept {
   constexpr uint32_t kAll = kLanes == 32 ? ~0u : (1u << kLanes) - 1;
-  if (r.ok == kAll) {
-    std::memset(verdicts, 0, kLanes);  // Verdict::kOk
-    return kLanes;
-  }
   unsigned nb_ok = static_cast<unsigned>(__builtin_popcount(r.ok));
   if (live == kAll) {
     std::memset(verdicts, 0, kLanes);  // the other lanes are overwritten below
@@ -160,17 +177,30 @@ unsigned finish_group(const PacketView* v, uint8_t in_port, FlowKey* keys, uint3
   }
   for (uint32_t m = live & ~r.ok; m != 0; m &= m - 1) {
     const auto k = static_cast<unsigned>(__builtin_ctz(m));
+    const PacketView& v = view(k);
     if ((r.ipv6 >> k & 1) &&
-        ipv6_fast(v[k], kEthHeaderLen + (r.vlan >> k & 1) * kVlanTagLen, in_port, keys[k])) {
+        ipv6_fast(v, kEthHeaderLen + (r.vlan >> k & 1) * kVlanTagLen, in_port, keys[k])) {
       verdicts[k] = Verdict::kOk;
       if (hashes != nullptr) hashes[k] = key_hash(keys[k]);
       ++nb_ok;
     } else {
-      nb_ok += validate_burst_scalar(&v[k], 1, in_port, &keys[k],
+      nb_ok += validate_burst_scalar(&v, 1, in_port, &keys[k],
                                      hashes != nullptr ? &hashes[k] : nullptr, &verdicts[k]);
     }
   }
   return nb_ok;
+}
+
+template <unsigned kLanes, typename ViewOf>
+[[gnu::always_inline]] inline unsigned finish_group(ViewOf&& view, uint8_t in_port, FlowKey* keys,
+                                                    uint32_t* hashes, Verdict* verdicts,
+                                                    uint32_t live, const FastResult& r) noexcept {
+  constexpr uint32_t kAll = kLanes == 32 ? ~0u : (1u << kLanes) - 1;
+  if (r.ok == kAll) [[likely]] {
+    std::memset(verdicts, 0, kLanes);  // Verdict::kOk
+    return kLanes;
+  }
+  return finish_lanes<kLanes>(view, in_port, keys, hashes, verdicts, live, r);
 }
 
 // hash_fmix on eight lanes (m1, m2: kHashFmix1 and kHashFmix2 in every lane).
@@ -180,17 +210,6 @@ inline __m256i fmix_lanes(__m256i h, __m256i m1, __m256i m2) noexcept {
   h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 13));
   h = _mm256_mullo_epi32(h, m2);
   return _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
-}
-
-// The views of a group with kBlank behind the lanes not in `usable`, for the vector step's loads.
-template <unsigned kLanes>
-std::array<PacketView, kLanes> with_blanks(const PacketView* v, uint32_t usable) noexcept {
-  std::array<PacketView, kLanes> copy;
-  for (unsigned k = 0; k < kLanes; ++k) {
-    copy[k] = v[k];
-    if ((usable >> k & 1) == 0) copy[k].data = kBlank.data();
-  }
-  return copy;
 }
 
 // A burst in groups of kLanes; the tail runs as a group padded with blank views whose lanes

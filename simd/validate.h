@@ -1,9 +1,11 @@
 #pragma once
 // Header validation and flow-key extraction on bursts of packets.
 //
-// This room knows nothing of DPDK: a packet is a pointer to its first contiguous bytes, how
-// many of them are readable, and the frame's total length. The pipeline linearises headers
-// that span mbuf segments before calling in (see lib/pipeline).
+// This room includes nothing of DPDK: a packet is a pointer to its first contiguous bytes, how
+// many of them are readable, and the frame's total length (a PacketView). The data path calls
+// the mbuf entry (ValidateMbufsFn below), which reads those from each mbuf's first cache line
+// itself and hands back the frames whose first segment ends inside their headers; the
+// pipeline linearises those and validates their views (see lib/pipeline).
 
 #include <array>
 #include <cstddef>
@@ -125,6 +127,70 @@ uint16_t validate_burst_scalar(const PacketView* pkts, uint16_t n, uint8_t in_po
 uint16_t validate_burst_avx2(const PacketView* pkts, uint16_t n, uint8_t in_port, FlowKey* keys,
                              uint32_t* hashes, Verdict* verdicts) noexcept;
 
+// ---- straight from the mbufs ------------------------------------------------------------
+// The data path's entry: the kernel reads each frame's view from its DPDK mbuf itself, so
+// no pass over the burst builds PacketViews first. This room still includes nothing of DPDK:
+// it knows the few fields of the mbuf's first cache line it reads, at DPDK 22.11's offsets,
+// and lib/pipeline static_asserts every one of them (and the flags) against rte_mbuf.h.
+namespace mbuf {
+inline constexpr size_t kBufAddr = 0;   // void*: the buffer
+inline constexpr size_t kDataOff = 16;  // uint16_t: the frame's first byte, from buf_addr
+inline constexpr size_t kOlFlags = 24;  // uint64_t: offload flags
+inline constexpr size_t kPktLen = 36;   // uint32_t: the whole frame (every segment)
+inline constexpr size_t kDataLen = 40;  // uint16_t: bytes in this first segment
+// RTE_MBUF_F_RX_IP_CKSUM_*: the mask, BAD, GOOD, and NONE (both bits: header verified, field
+// not filled in, as good as GOOD here).
+inline constexpr uint64_t kIpCksumMask = uint64_t{1} << 4 | uint64_t{1} << 7;
+inline constexpr uint64_t kIpCksumBad = uint64_t{1} << 4;
+inline constexpr uint64_t kIpCksumGood = uint64_t{1} << 7;
+}  // namespace mbuf
+
+// The hint of offload flags ol_flags.
+constexpr CksumHint cksum_hint_of(uint64_t ol_flags) noexcept {
+  const uint64_t f = ol_flags & mbuf::kIpCksumMask;
+  return f == mbuf::kIpCksumBad          ? CksumHint::kBad
+         : (f & mbuf::kIpCksumGood) != 0 ? CksumHint::kGood
+                                         : CksumHint::kUnknown;
+}
+
+// The view of the frame in the mbuf at m (what the pipeline passed before the mbuf entry): its
+// first segment's bytes. When that segment holds fewer than min(frame_len, kMaxHeaderBytes)
+// bytes the view is not one a kernel takes (see split below).
+inline PacketView view_of_mbuf(const void* m) noexcept {
+  const auto* b = static_cast<const uint8_t*>(m);
+  const uint8_t* buf;
+  uint16_t data_off, data_len;
+  uint32_t pkt_len;
+  uint64_t ol_flags;
+  std::memcpy(&buf, b + mbuf::kBufAddr, sizeof buf);
+  std::memcpy(&data_off, b + mbuf::kDataOff, sizeof data_off);
+  std::memcpy(&data_len, b + mbuf::kDataLen, sizeof data_len);
+  std::memcpy(&pkt_len, b + mbuf::kPktLen, sizeof pkt_len);
+  std::memcpy(&ol_flags, b + mbuf::kOlFlags, sizeof ol_flags);
+  return {buf + data_off, data_len, pkt_len, cksum_hint_of(ol_flags)};
+}
+// Whether a view's readable bytes fall short of what the validator may read: a chain of
+// segments cut inside its headers, which the caller linearises first.
+constexpr bool view_split(const PacketView& v) noexcept {
+  return v.data_len < (v.frame_len < kMaxHeaderBytes ? v.frame_len : kMaxHeaderBytes);
+}
+
+struct MbufBurst {
+  uint16_t nb_ok = 0;  // kOk among the packets not split
+  uint64_t split = 0;  // bit i: packet i's first segment is cut inside its headers (view_split):
+                       // nothing written for it; the caller linearises and validates its view
+  uint64_t bytes = 0;  // frame_len summed over all n packets, split ones included
+};
+// Validates n <= 64 packets received on in_port, from their mbufs: for every packet not split,
+// verdicts, keys and hashes exactly as the same kernel's ValidateBurstFn on view_of_mbuf.
+using ValidateMbufsFn = MbufBurst (*)(const void* const* mbufs, uint16_t n, uint8_t in_port,
+                                      FlowKey* keys, uint32_t* hashes, Verdict* verdicts) noexcept;
+inline constexpr uint16_t kMaxMbufBurst = 64;
+MbufBurst validate_mbufs_scalar(const void* const* mbufs, uint16_t n, uint8_t in_port,
+                                FlowKey* keys, uint32_t* hashes, Verdict* verdicts) noexcept;
+MbufBurst validate_mbufs_avx2(const void* const* mbufs, uint16_t n, uint8_t in_port, FlowKey* keys,
+                              uint32_t* hashes, Verdict* verdicts) noexcept;
+
 // Kernels in order of preference, best last. Chosen once at start (kernel_fn), never at build
 // time: the binary runs on any x86-64 and uses what the CPU has.
 enum class Kernel : uint8_t { kScalar = 0, kAvx2 };
@@ -142,5 +208,6 @@ bool kernel_supported(Kernel k) noexcept;
 // The best kernel this CPU supports within max_bitwidth (DPDK's rte_vect_get_max_simd_bitwidth).
 Kernel best_kernel(unsigned max_bitwidth) noexcept;
 ValidateBurstFn kernel_fn(Kernel k) noexcept;
+ValidateMbufsFn mbuf_kernel_fn(Kernel k) noexcept;
 
 }  // namespace sluice::simd

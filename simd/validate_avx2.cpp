@@ -71,6 +71,10 @@ struct alignas(32) Constants {
   Vec tcp_offset_mask = splat<32>(0x3C);  // data offset * 4 after >> 18
   Vec hint_good = splat<32>(1);
   Vec hint_bad = splat<32>(2);
+  Vec cksum_mask = splat<32>(static_cast<uint32_t>(mbuf::kIpCksumMask));
+  Vec cksum_good = splat<32>(static_cast<uint32_t>(mbuf::kIpCksumGood));
+  Vec cksum_bad = splat<32>(static_cast<uint32_t>(mbuf::kIpCksumBad));
+  Vec max_header = splat<32>(kMaxHeaderBytes);
   Vec swap_lo = per_lane<32>(kSwapLo);
   Vec swap_hi = per_lane<32>(kSwapHi);
   Vec key_shuffle = kKeyShuffle;
@@ -125,9 +129,9 @@ inline __m256i load_pair(const uint8_t* lo, const uint8_t* hi) noexcept {
       _mm_loadu_si128(reinterpret_cast<const __m128i*>(hi)), 1);
 }
 
-// data_len, frame_len and hint of eight views, lane k = view k.
+// data_len, frame_len and the checksum hint (as masks) of eight packets, lane k = packet k.
 struct Lengths {
-  __m256i data_len, frame_len, hint;
+  __m256i data_len, frame_len, good, bad;
 };
 
 inline Lengths load_lengths(const PacketView* v, const Constants& c) noexcept {
@@ -137,8 +141,30 @@ inline Lengths load_lengths(const PacketView* v, const Constants& c) noexcept {
   const __m256i r2 = load_pair(lens_of(2), lens_of(6)), r3 = load_pair(lens_of(3), lens_of(7));
   const __m256i t0 = _mm256_unpacklo_epi32(r0, r1), t1 = _mm256_unpackhi_epi32(r0, r1);
   const __m256i t2 = _mm256_unpacklo_epi32(r2, r3), t3 = _mm256_unpackhi_epi32(r2, r3);
+  const __m256i hint = _mm256_and_si256(_mm256_unpacklo_epi64(t1, t3), ld(c.low_byte));
   return {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
-          _mm256_and_si256(_mm256_unpacklo_epi64(t1, t3), ld(c.low_byte))};
+          _mm256_cmpeq_epi32(hint, ld(c.hint_good)), _mm256_cmpeq_epi32(hint, ld(c.hint_bad))};
+}
+
+// The same of eight mbufs (validate.h's mbuf offsets), from two 16-byte rows of each mbuf's
+// first cache line transposed like the header bytes: bytes 16..31 (data_off, refcnt, nb_segs,
+// port, ol_flags) and 32..47 (packet_type, pkt_len, data_len, vlan_tci, the RSS hash).
+static_assert(mbuf::kOlFlags == 16 + 8 && mbuf::kPktLen == 32 + 4 && mbuf::kDataLen == 32 + 8,
+              "the rows below hold ol_flags' low dword in dword 2, pkt_len in 1, data_len in 2");
+inline Lengths load_mbuf_lengths(const void* const* m, const Constants& c) noexcept {
+  auto at = [m](unsigned k, size_t off) { return static_cast<const uint8_t*>(m[k]) + off; };
+  const __m256i f0 = load_pair(at(0, 16), at(4, 16)), f1 = load_pair(at(1, 16), at(5, 16));
+  const __m256i f2 = load_pair(at(2, 16), at(6, 16)), f3 = load_pair(at(3, 16), at(7, 16));
+  const __m256i ol =
+      _mm256_unpacklo_epi64(_mm256_unpackhi_epi32(f0, f1), _mm256_unpackhi_epi32(f2, f3));
+  const __m256i r0 = load_pair(at(0, 32), at(4, 32)), r1 = load_pair(at(1, 32), at(5, 32));
+  const __m256i r2 = load_pair(at(2, 32), at(6, 32)), r3 = load_pair(at(3, 32), at(7, 32));
+  const __m256i t0 = _mm256_unpacklo_epi32(r0, r1), t1 = _mm256_unpackhi_epi32(r0, r1);
+  const __m256i t2 = _mm256_unpacklo_epi32(r2, r3), t3 = _mm256_unpackhi_epi32(r2, r3);
+  return {_mm256_and_si256(_mm256_unpacklo_epi64(t1, t3), ld(c.lo16)),
+          _mm256_unpackhi_epi64(t0, t2),
+          _mm256_cmpeq_epi32(_mm256_and_si256(ol, ld(c.cksum_good)), ld(c.cksum_good)),
+          _mm256_cmpeq_epi32(_mm256_and_si256(ol, ld(c.cksum_mask)), ld(c.cksum_bad))};
 }
 
 // hash_mix on eight lanes.
@@ -151,21 +177,23 @@ inline __m256i hash_lanes(__m256i head, __m256i ports, __m256i src, __m256i dst,
   return fmix_lanes(h, ld(c.fmix1), ld(c.fmix2));
 }
 
-[[gnu::always_inline]] inline FastResult fast_group(const PacketView* v, const Lengths& lens,
+// The vector step on eight packets whose first bytes are at data[k] (kBlank for lanes not in
+// usable).
+[[gnu::always_inline]] inline FastResult fast_group(const uint8_t* const* data, const Lengths& lens,
                                                     unsigned usable, FlowKey* keys,
                                                     uint32_t* hashes, const Constants& c,
                                                     const PortConstants& port) noexcept {
   // d[i] = bytes 12 + 4i .. 15 + 4i of every packet (i = 0..9).
   __m256i d[10];
   {
-    const uint8_t* p0 = v[0].data + kWindowBegin;
-    const uint8_t* p1 = v[1].data + kWindowBegin;
-    const uint8_t* p2 = v[2].data + kWindowBegin;
-    const uint8_t* p3 = v[3].data + kWindowBegin;
-    const uint8_t* p4 = v[4].data + kWindowBegin;
-    const uint8_t* p5 = v[5].data + kWindowBegin;
-    const uint8_t* p6 = v[6].data + kWindowBegin;
-    const uint8_t* p7 = v[7].data + kWindowBegin;
+    const uint8_t* p0 = data[0] + kWindowBegin;
+    const uint8_t* p1 = data[1] + kWindowBegin;
+    const uint8_t* p2 = data[2] + kWindowBegin;
+    const uint8_t* p3 = data[3] + kWindowBegin;
+    const uint8_t* p4 = data[4] + kWindowBegin;
+    const uint8_t* p5 = data[5] + kWindowBegin;
+    const uint8_t* p6 = data[6] + kWindowBegin;
+    const uint8_t* p7 = data[7] + kWindowBegin;
     __m256i col[4];
     transpose4(load_pair(p0, p4), load_pair(p1, p5), load_pair(p2, p6), load_pair(p3, p7), col);
     d[0] = col[0], d[1] = col[1], d[2] = col[2], d[3] = col[3];
@@ -243,10 +271,9 @@ inline __m256i hash_lanes(__m256i head, __m256i ports, __m256i src, __m256i dst,
       _mm256_add_epi32(_mm256_srli_epi32(eth, 16), _mm256_and_si256(w32, ld(c.lo16))));
   // sum < 10 * 2^16: one fold leaves at most 0xFFFF + 9, and only 0xFFFF folds to 0xFFFF.
   sum = _mm256_add_epi32(_mm256_and_si256(sum, ld(c.lo16)), _mm256_srli_epi32(sum, 16));
-  const __m256i good = _mm256_cmpeq_epi32(lens.hint, ld(c.hint_good));
-  const __m256i bad = _mm256_cmpeq_epi32(lens.hint, ld(c.hint_bad));
   ok = _mm256_and_si256(
-      ok, _mm256_andnot_si256(bad, _mm256_or_si256(good, _mm256_cmpeq_epi32(sum, ld(c.lo16)))));
+      ok, _mm256_andnot_si256(lens.bad,
+                              _mm256_or_si256(lens.good, _mm256_cmpeq_epi32(sum, ld(c.lo16)))));
 
   FastResult r;
   r.ok = lanes_of(ok) & usable;
@@ -276,7 +303,7 @@ inline __m256i hash_lanes(__m256i head, __m256i ports, __m256i src, __m256i dst,
   const __m256i key_shuffle = ld(c.key_shuffle), key_flags = port.key_flags;
   auto store_key = [&](unsigned k, unsigned tagged, FlowKey& to) {
     const __m256i bytes = _mm256_broadcastsi128_si256(_mm_loadu_si128(
-        reinterpret_cast<const __m128i*>(v[k].data + kKeyBytes + tagged * kVlanTagLen)));
+        reinterpret_cast<const __m128i*>(data[k] + kKeyBytes + tagged * kVlanTagLen)));
     const __m256i head = _mm256_or_si256(_mm256_shuffle_epi8(bytes, key_shuffle), key_flags);
     auto* key = reinterpret_cast<uint8_t*>(&to);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(key), head);
@@ -296,6 +323,13 @@ inline __m256i hash_lanes(__m256i head, __m256i ports, __m256i src, __m256i dst,
   return r;
 }
 
+// The first bytes of eight views, kBlank behind the lanes not in usable.
+inline std::array<const uint8_t*, kLanes> data_of(const PacketView* v, unsigned usable) noexcept {
+  std::array<const uint8_t*, kLanes> data;
+  for (unsigned k = 0; k < kLanes; ++k) data[k] = (usable >> k & 1) ? v[k].data : kBlank.data();
+  return data;
+}
+
 // Eight views (live: which lanes are packets of the burst). Writes verdicts and keys of the
 // live packets, returns how many are kOk.
 [[gnu::always_inline]] inline unsigned validate_group(const PacketView* v, uint8_t in_port,
@@ -308,11 +342,61 @@ inline __m256i hash_lanes(__m256i head, __m256i ports, __m256i src, __m256i dst,
       lanes_of(_mm256_cmpgt_epi32(lens.data_len, ld(c.window_end_minus_1))) & live;
   FastResult r;
   if (usable == kAllLanes) [[likely]] {
-    r = fast_group(v, lens, usable, keys, hashes, c, port);
+    const std::array<const uint8_t*, kLanes> data = {v[0].data, v[1].data, v[2].data, v[3].data,
+                                                     v[4].data, v[5].data, v[6].data, v[7].data};
+    r = fast_group(data.data(), lens, usable, keys, hashes, c, port);
   } else if (usable != 0) {
-    r = fast_group(with_blanks<kLanes>(v, usable).data(), lens, usable, keys, hashes, c, port);
+    r = fast_group(data_of(v, usable).data(), lens, usable, keys, hashes, c, port);
   }
-  return finish_group<kLanes>(v, in_port, keys, hashes, verdicts, live, r);
+  return finish_group<kLanes>([v](unsigned k) -> const PacketView& { return v[k]; }, in_port, keys,
+                              hashes, verdicts, live, r);
+}
+
+// Eight mbufs (every pointer readable: the burst tail's are kBlankMbuf) whose frames start at
+// data[k]; live as above. Lanes whose first segment is cut inside the headers are left alone
+// and returned in *split. Adds the live frames' lengths to bytes (four 64-bit lanes).
+[[gnu::always_inline]] inline unsigned validate_mbuf_group(
+    const void* const* m, const std::array<const uint8_t*, kLanes>& data, uint8_t in_port,
+    FlowKey* keys, uint32_t* hashes, Verdict* verdicts, uint32_t live, uint32_t* split,
+    __m256i& bytes, const Constants& c, const PortConstants& port) noexcept {
+  const Lengths lens = load_mbuf_lengths(m, c);
+  bytes = _mm256_add_epi64(
+      bytes, _mm256_add_epi64(_mm256_cvtepu32_epi64(_mm256_castsi256_si128(lens.frame_len)),
+                              _mm256_cvtepu32_epi64(_mm256_extracti128_si256(lens.frame_len, 1))));
+  // view_split: data_len < min(frame_len, kMaxHeaderBytes) (both sides below 2^31).
+  const unsigned cut = lanes_of(_mm256_cmpgt_epi32(
+                           _mm256_min_epu32(lens.frame_len, ld(c.max_header)), lens.data_len)) &
+                       live;
+  *split = cut;
+  live &= ~cut;
+  const unsigned usable =
+      lanes_of(_mm256_cmpgt_epi32(lens.data_len, ld(c.window_end_minus_1))) & live;
+  FastResult r;
+  if (usable == kAllLanes) [[likely]] {
+    r = fast_group(data.data(), lens, usable, keys, hashes, c, port);
+  } else if (usable != 0) {
+    std::array<const uint8_t*, kLanes> blanked;
+    for (unsigned k = 0; k < kLanes; ++k) blanked[k] = (usable >> k & 1) ? data[k] : kBlank.data();
+    r = fast_group(blanked.data(), lens, usable, keys, hashes, c, port);
+  }
+  return finish_group<kLanes>([m](unsigned k) { return view_of_mbuf(m[k]); }, in_port, keys, hashes,
+                              verdicts, live, r);
+}
+
+PortConstants port_constants(uint8_t in_port, const Constants& c) noexcept {
+  const __m256i port_byte = _mm256_set_epi32(0, 0, 0, 0, 0, 0, 0, in_port << 8);
+  return {_mm256_or_si256(ld(c.key_flags), port_byte),
+          _mm256_or_si256(ld(c.head_flags), _mm256_set1_epi32(in_port << 8))};
+}
+
+// The frames of mbufs m[0..count) into data (kBlank past count), each prefetched: the group
+// after the one being validated, so that its header lines arrive meanwhile.
+inline void frames_of(const void* const* m, unsigned count,
+                      std::array<const uint8_t*, kLanes>& data) noexcept {
+  for (unsigned k = 0; k < kLanes; ++k) {
+    data[k] = k < count ? frame_of_mbuf(m[k]) : kBlank.data();
+    _mm_prefetch(reinterpret_cast<const char*>(data[k]), _MM_HINT_T0);
+  }
 }
 
 }  // namespace
@@ -320,14 +404,48 @@ inline __m256i hash_lanes(__m256i head, __m256i ports, __m256i src, __m256i dst,
 uint16_t validate_burst_avx2(const PacketView* pkts, uint16_t n, uint8_t in_port, FlowKey* keys,
                              uint32_t* hashes, Verdict* verdicts) noexcept {
   const Constants& c = *launder(&kConstants);
-  const __m256i port_byte = _mm256_set_epi32(0, 0, 0, 0, 0, 0, 0, in_port << 8);
-  const PortConstants port = {_mm256_or_si256(ld(c.key_flags), port_byte),
-                              _mm256_or_si256(ld(c.head_flags), _mm256_set1_epi32(in_port << 8))};
+  const PortConstants port = port_constants(in_port, c);
   return run_burst<kLanes>(
       pkts, n, keys, hashes, verdicts,
       [&](const PacketView* v, FlowKey* k, uint32_t* h, Verdict* out, uint32_t live) {
         return validate_group(v, in_port, k, h, out, live, c, port);
       });
+}
+
+MbufBurst validate_mbufs_avx2(const void* const* mbufs, uint16_t n, uint8_t in_port, FlowKey* keys,
+                              uint32_t* hashes, Verdict* verdicts) noexcept {
+  const Constants& c = *launder(&kConstants);
+  const PortConstants port = port_constants(in_port, c);
+  auto hashes_at = [hashes](unsigned at) { return hashes != nullptr ? hashes + at : nullptr; };
+  MbufBurst r;
+  unsigned nb_ok = 0;
+  __m256i bytes = _mm256_setzero_si256();
+  std::array<const uint8_t*, kLanes> data, next;
+  if (n != 0) frames_of(mbufs, n < kLanes ? n : kLanes, data);
+  unsigned i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    const unsigned after = n - i - kLanes;
+    if (after != 0) frames_of(mbufs + i + kLanes, after < kLanes ? after : kLanes, next);
+    uint32_t split;
+    nb_ok += validate_mbuf_group(mbufs + i, data, in_port, keys + i, hashes_at(i), verdicts + i,
+                                 kAllLanes, &split, bytes, c, port);
+    r.split |= uint64_t{split} << i;
+    if (after != 0) data = next;
+  }
+  if (i < n) {
+    const unsigned rest = n - i;
+    std::array<const void*, kLanes> tail;
+    for (unsigned k = 0; k < kLanes; ++k) tail[k] = k < rest ? mbufs[i + k] : &kBlankMbuf;
+    uint32_t split;
+    nb_ok += validate_mbuf_group(tail.data(), data, in_port, keys + i, hashes_at(i), verdicts + i,
+                                 (1u << rest) - 1, &split, bytes, c, port);
+    r.split |= uint64_t{split} << i;
+  }
+  alignas(32) std::array<uint64_t, 4> sum;
+  _mm256_store_si256(reinterpret_cast<__m256i*>(sum.data()), bytes);
+  r.bytes = sum[0] + sum[1] + sum[2] + sum[3];
+  r.nb_ok = static_cast<uint16_t>(nb_ok);
+  return r;
 }
 
 }  // namespace sluice::simd

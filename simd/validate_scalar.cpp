@@ -306,4 +306,21 @@ uint16_t validate_burst_scalar(const PacketView* pkts, uint16_t n, uint8_t in_po
   return nb_ok;
 }
 
+MbufBurst validate_mbufs_scalar(const void* const* mbufs, uint16_t n, uint8_t in_port,
+                                FlowKey* keys, uint32_t* hashes, Verdict* verdicts) noexcept {
+  MbufBurst r;
+  for (uint16_t i = 0; i < n; ++i) {
+    const PacketView v = view_of_mbuf(mbufs[i]);
+    r.bytes += v.frame_len;
+    if (view_split(v)) [[unlikely]] {
+      r.split |= uint64_t{1} << i;
+      continue;
+    }
+    r.nb_ok = static_cast<uint16_t>(
+        r.nb_ok + validate_burst_scalar(&v, 1, in_port, &keys[i],
+                                        hashes != nullptr ? &hashes[i] : nullptr, &verdicts[i]));
+  }
+  return r;
+}
+
 }  // namespace sluice::simd

@@ -29,33 +29,27 @@ void tx_unsent(rte_mbuf** pkts, uint16_t unsent, void* userdata) {
   rte_pktmbuf_free_bulk(pkts, unsent);
 }
 
-simd::CksumHint cksum_hint(const rte_mbuf* m) noexcept {
-  switch (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) {
-    case RTE_MBUF_F_RX_IP_CKSUM_GOOD:
-    case RTE_MBUF_F_RX_IP_CKSUM_NONE:  // header verified, checksum field not filled in
-      return simd::CksumHint::kGood;
-    case RTE_MBUF_F_RX_IP_CKSUM_BAD:
-      return simd::CksumHint::kBad;
-    default:
-      return simd::CksumHint::kUnknown;
-  }
-}
+// The validator reads the mbufs' first cache line itself, at the offsets simd/validate.h
+// names: they must be DPDK's.
+static_assert(offsetof(rte_mbuf, buf_addr) == simd::mbuf::kBufAddr);
+static_assert(offsetof(rte_mbuf, data_off) == simd::mbuf::kDataOff &&
+              sizeof(rte_mbuf::data_off) == 2);
+static_assert(offsetof(rte_mbuf, ol_flags) == simd::mbuf::kOlFlags &&
+              sizeof(rte_mbuf::ol_flags) == 8);
+static_assert(offsetof(rte_mbuf, pkt_len) == simd::mbuf::kPktLen && sizeof(rte_mbuf::pkt_len) == 4);
+static_assert(offsetof(rte_mbuf, data_len) == simd::mbuf::kDataLen &&
+              sizeof(rte_mbuf::data_len) == 2);
+static_assert(RTE_MBUF_F_RX_IP_CKSUM_MASK == simd::mbuf::kIpCksumMask &&
+              RTE_MBUF_F_RX_IP_CKSUM_BAD == simd::mbuf::kIpCksumBad &&
+              RTE_MBUF_F_RX_IP_CKSUM_GOOD == simd::mbuf::kIpCksumGood &&
+              RTE_MBUF_F_RX_IP_CKSUM_NONE == simd::mbuf::kIpCksumMask);
 
-// The bytes the validator reads. A multi-segment frame whose first segment is shorter than
-// the header budget is linearised into the slot's scratch buffer.
-simd::PacketView view_of(Worker& w, unsigned slot, rte_mbuf* m) noexcept {
-  simd::PacketView v;
-  v.frame_len = m->pkt_len;
-  v.ip_cksum = cksum_hint(m);
-  if (m->data_len >= std::min<uint32_t>(m->pkt_len, simd::kMaxHeaderBytes)) [[likely]] {
-    v.data = rte_pktmbuf_mtod(m, const uint8_t*);
-    v.data_len = m->data_len;
-    return v;
-  }
-  uint32_t len = std::min<uint32_t>(m->pkt_len, simd::kMaxHeaderBytes);
-  v.data = static_cast<const uint8_t*>(rte_pktmbuf_read(m, 0, len, w.scratch[slot].data()));
-  v.data_len = len;
-  return v;
+// The view of a frame whose first segment ends inside its headers: they are linearised into
+// the slot's scratch buffer.
+simd::PacketView linearised(Worker& w, unsigned slot, rte_mbuf* m) noexcept {
+  const uint32_t len = std::min<uint32_t>(m->pkt_len, simd::kMaxHeaderBytes);
+  return {static_cast<const uint8_t*>(rte_pktmbuf_read(m, 0, len, w.scratch[slot].data())), len,
+          m->pkt_len, simd::cksum_hint_of(m->ol_flags)};
 }
 
 // Hands copies to the capture lcore: one more reference each (every segment), the burst's RX
@@ -112,6 +106,12 @@ uint64_t burst_done(Worker& w, uint64_t rx_tsc, uint16_t n) noexcept {
 
 }  // namespace
 
+void use_kernel(Worker& w, simd::Kernel k) noexcept {
+  w.validate_mbufs = simd::mbuf_kernel_fn(k);
+  w.validate = simd::kernel_fn(k);
+  w.flow_hash_burst = simd::flow_hash_fn(k);
+}
+
 Result<void> worker_prepare(Worker& w, const std::vector<uint16_t>& port_ids, int socket) {
   if (port_ids.size() > kMaxPorts) {
     return Error{fmt::format("at most {} ports are supported", kMaxPorts)};
@@ -155,18 +155,17 @@ void worker_flush(Worker& w) noexcept {
 }
 
 // Cost (sluice-bench-stages BM_Worker: the whole function on 64 B IPv4/UDP frames of 256 flows
-// hitting one of 1,000 rules, TSC cycles/packet, Xeon VM): about 38 with the flow cache (AVX2
-// validation ~7.5 and the cache ~9 of it), 66 without (rte_acl ~35); 76 with the cache
-// standing aside when every flow is new, against 72 without it. tools/bench/run forward adds
-// the PMDs' ~37 (what testpmd io costs).
+// hitting one of 1,000 rules, TSC cycles/packet, Xeon VM, 2026-12-04): about 21 with the flow
+// cache (AVX2 validation from the mbufs ~8.5 of it), 49 without; 58 with 65,536 flows, the
+// cache standing aside, against 55 without it. tools/bench/run forward adds the PMDs' ~29
+// (what testpmd io costs).
 uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t n, uint64_t rx_tsc,
                        stats::RxQueueCounters* counted) noexcept {
   // Only the first n entries of these burst arrays are written and read. (GCC 12 cannot see
-  // that through the kernel's function pointer and warns about views; zeroing 1.5 KiB per
+  // that through the kernel's function pointer and warns about them; zeroing 3.5 KiB per
   // burst to quiet it would cost more than the warning.)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-  std::array<simd::PacketView, kMaxBurst> views;
   std::array<simd::FlowKey, kMaxBurst> keys;
   std::array<uint32_t, kMaxBurst> hashes;  // the flow cache's, from the validator
   std::array<simd::Verdict, kMaxBurst> verdicts;
@@ -179,37 +178,40 @@ uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t 
   // Bit i: packet i of the burst goes to capture too. A mask keeps the copies in arrival order,
   // malformed and rule-marked ones alike (kMaxBurst is 64).
   uint64_t cap_mask = 0;
-  static_assert(kMaxBurst <= 64);
+  static_assert(kMaxBurst <= 64 && kMaxBurst <= simd::kMaxMbufBurst);
   if (n == 0) [[unlikely]]
     return rx_tsc;  // nothing to do (and results[0] below would be unset)
   const bool capturing = w.capture_ring != nullptr;
   auto& c = w.counters;
 
-  // 1. Prefetch and validate: the views, the key pointers classification takes and the burst's
-  // bytes (what the one-rule path below counts) in one pass; the validator writes the keys,
-  // in_port included, and their flow hashes.
-  for (unsigned i = 0; i < n && i < kPrefetchOffset; ++i)
-    rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
-  uint64_t burst_bytes = 0;
-  for (unsigned i = 0; i < n; ++i) {
-    if (i + kPrefetchOffset < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchOffset], void*));
-    views[i] = view_of(w, i, pkts[i]);
-    burst_bytes += views[i].frame_len;
-    key_of[i] = &keys[i];
-  }
+  // 1. Validate, straight from the mbufs: the validator writes the keys, in_port included, and
+  // their flow hashes, and sums the burst's bytes (what the one-rule path below counts). A frame
+  // whose first segment ends inside its headers is linearised and validated on its own.
+  // Flow hashes only for a cache that will look them up (not when off or standing aside).
+  const bool hashing = w.cache && !w.cache->bypassing();
+  const simd::MbufBurst got =
+      w.validate_mbufs(reinterpret_cast<const void* const*>(pkts), n, port_index, keys.data(),
+                       hashing ? hashes.data() : nullptr, verdicts.data());
+  uint16_t nb_ok = got.nb_ok;
+  const uint64_t burst_bytes = got.bytes;
+  for (uint64_t split = got.split; split != 0; split &= split - 1) [[unlikely]] {
+      const auto i = static_cast<unsigned>(__builtin_ctzll(split));
+      const simd::PacketView v = linearised(w, i, pkts[i]);
+      nb_ok =
+          static_cast<uint16_t>(nb_ok + w.validate(&v, 1, port_index, &keys[i],
+                                                   hashing ? &hashes[i] : nullptr, &verdicts[i]));
+    }
   if (counted != nullptr) {
     counted->packets.add(n);
     counted->bytes.add(burst_bytes);
   }
-  // Flow hashes only for a cache that will look them up (not when off or standing aside).
-  const bool hashing = w.cache && !w.cache->bypassing();
-  const uint16_t nb_ok = w.validate(views.data(), n, port_index, keys.data(),
-                                    hashing ? hashes.data() : nullptr, verdicts.data());
 #pragma GCC diagnostic pop
 
   // Usually the whole burst is valid; otherwise the valid packets and their keys move up.
   rte_mbuf** const ok = nb_ok == n ? pkts : valid.data();
-  if (nb_ok != n) [[unlikely]] {
+  if (nb_ok == n) [[likely]] {
+    for (unsigned i = 0; i < n; ++i) key_of[i] = &keys[i];
+  } else {
     uint16_t k = 0;
     for (unsigned i = 0; i < n; ++i) {
       if (verdicts[i] != simd::Verdict::kOk) {

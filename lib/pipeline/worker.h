@@ -32,8 +32,6 @@ inline constexpr uint16_t kMaxBurst = 64;
 inline constexpr unsigned kMaxPorts = 32;
 // Workers a port's ring distributor spreads over (lib/pipeline/distributor.h).
 inline constexpr unsigned kMaxWorkers = 64;
-// Prefetch this many packets ahead: enough to cover a DRAM miss at ~25 cycles a packet.
-inline constexpr unsigned kPrefetchOffset = 4;
 // TX buffers are flushed at least this often (l3fwd uses the same order of magnitude).
 inline constexpr unsigned kDrainUs = 100;
 // At stop, the longest a worker waits for the producers of its inboxes to stop handing packets
@@ -74,6 +72,9 @@ struct alignas(64) Worker {
   const std::atomic<const flow::Generation*>* rules = nullptr;
   rte_rcu_qsbr* qsbr = nullptr;  // null: no reader registration (unit tests)
   const std::atomic<bool>* stop = nullptr;
+  // The validator (use_kernel sets these): the mbuf entry for bursts, the view entry for a
+  // frame whose headers it linearised first.
+  simd::ValidateMbufsFn validate_mbufs = nullptr;
   simd::ValidateBurstFn validate = nullptr;
   uint32_t flow_cache_entries = flow::FlowCache::kDefaultEntries;  // 0: every key to rte_acl
   uint64_t drain_cycles = 0;
@@ -114,6 +115,9 @@ struct alignas(64) Worker {
   // Headers of multi-segment frames are linearised here (per packet slot in the burst).
   alignas(64) std::array<std::array<uint8_t, simd::kMaxHeaderBytes>, kMaxBurst> scratch{};
 };
+
+// The validation kernel's entries, and the distributor's burst hash of the same kernel.
+void use_kernel(Worker& w, simd::Kernel k) noexcept;
 
 // Allocates the worker's TX buffers (one per port, burst-sized) and its flow cache on socket.
 // port_ids maps config index to ethdev id.

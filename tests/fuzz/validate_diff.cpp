@@ -106,6 +106,86 @@ void check_flow_hash(const PacketView* views, size_t n) {
   }
 }
 
+// The mbuf entries (every kernel's, the scalar one included) on fake mbufs holding the views
+// (each its own 64-byte allocation, the part a kernel may read): packets view_split names come
+// back split with nothing written, every other one as the reference, the bytes of all n.
+void check_mbuf_entries(const PacketView* views, size_t n, uint8_t in_port, const FlowKey* ref_keys,
+                        const uint32_t* ref_hashes, const Verdict* ref_verdicts) {
+  std::vector<std::unique_ptr<uint8_t[]>> heads;
+  auto ptrs = std::make_unique<const void*[]>(std::max<size_t>(n, 1));
+  uint64_t want_split = 0, want_bytes = 0;
+  unsigned want_ok = 0;
+  for (size_t i = 0; i < n; ++i) {
+    auto m = std::make_unique<uint8_t[]>(64);
+    std::memset(m.get(), static_cast<int>(0x3C ^ i), 64);  // every other field: not zero
+    const PacketView& v = views[i];
+    const uint16_t data_off = static_cast<uint16_t>(i * 7);
+    const auto buf = reinterpret_cast<uintptr_t>(v.data) - data_off;
+    // Flags beside the checksum bits; GOOD or NONE for a good hint.
+    uint64_t ol_flags = (0x0123456789ABCDEFull * (i + 1)) & ~simd::mbuf::kIpCksumMask;
+    if (v.ip_cksum == CksumHint::kGood) {
+      ol_flags |= i % 2 ? simd::mbuf::kIpCksumGood : simd::mbuf::kIpCksumMask;
+    } else if (v.ip_cksum == CksumHint::kBad) {
+      ol_flags |= simd::mbuf::kIpCksumBad;
+    }
+    const auto data_len = static_cast<uint16_t>(v.data_len);
+    std::memcpy(m.get() + simd::mbuf::kBufAddr, &buf, sizeof buf);
+    std::memcpy(m.get() + simd::mbuf::kDataOff, &data_off, sizeof data_off);
+    std::memcpy(m.get() + simd::mbuf::kOlFlags, &ol_flags, sizeof ol_flags);
+    std::memcpy(m.get() + simd::mbuf::kPktLen, &v.frame_len, sizeof v.frame_len);
+    std::memcpy(m.get() + simd::mbuf::kDataLen, &data_len, sizeof data_len);
+    ptrs[i] = m.get();
+    heads.push_back(std::move(m));
+    want_bytes += v.frame_len;
+    if (simd::view_split(v)) {
+      want_split |= uint64_t{1} << i;
+    } else if (ref_verdicts[i] == Verdict::kOk) {
+      ++want_ok;
+    }
+  }
+  for (simd::Kernel k : simd::kKernels) {
+    if (!simd::kernel_supported(k)) continue;
+    auto keys = std::make_unique<FlowKey[]>(std::max<size_t>(n, 1));
+    auto verdicts = std::make_unique<Verdict[]>(std::max<size_t>(n, 1));
+    auto hashes = std::make_unique<uint32_t[]>(std::max<size_t>(n, 1));
+    std::memset(keys.get(), kUntouched, n * sizeof(FlowKey));
+    std::memset(verdicts.get(), kUntouched, n);
+    std::fill(hashes.get(), hashes.get() + n, 0xDEADBEEF);
+    const simd::MbufBurst got = simd::mbuf_kernel_fn(k)(
+        ptrs.get(), static_cast<uint16_t>(n), in_port, keys.get(), hashes.get(), verdicts.get());
+    for (size_t i = 0; i < n; ++i) {
+      if (want_split >> i & 1) {
+        if (static_cast<uint8_t>(verdicts[i]) != kUntouched || !untouched(keys[i]) ||
+            hashes[i] != 0xDEADBEEF) {
+          differ(k, i, views[i], "mbuf entry: a split packet's outputs were written");
+        }
+        continue;
+      }
+      if (verdicts[i] != ref_verdicts[i]) {
+        differ(k, i, views[i],
+               "mbuf entry: " + std::string(simd::verdict_name(verdicts[i])) + " instead of " +
+                   std::string(simd::verdict_name(ref_verdicts[i])));
+      }
+      const bool ok = verdicts[i] == Verdict::kOk;
+      if (ok ? std::memcmp(&keys[i], &ref_keys[i], sizeof(FlowKey)) != 0 : !untouched(keys[i])) {
+        differ(k, i, views[i], "mbuf entry: key " + hex(&keys[i], sizeof(FlowKey)));
+      }
+      if (hashes[i] != (ok ? ref_hashes[i] : 0xDEADBEEF)) {
+        differ(k, i, views[i], "mbuf entry: flow hash differs");
+      }
+    }
+    if (got.split != want_split || got.bytes != want_bytes || got.nb_ok != want_ok) {
+      std::fprintf(
+          stderr, "validate: %s mbuf entry: split %llx bytes %llu kOk %u, want %llx %llu %u\n",
+          std::string(simd::kernel_name(k)).c_str(), static_cast<unsigned long long>(got.split),
+          static_cast<unsigned long long>(got.bytes), unsigned{got.nb_ok},
+          static_cast<unsigned long long>(want_split), static_cast<unsigned long long>(want_bytes),
+          want_ok);
+      std::abort();
+    }
+  }
+}
+
 }  // namespace
 
 size_t check_validate_input(const uint8_t* data, size_t size) {
@@ -162,6 +242,7 @@ size_t check_validate_input(const uint8_t* data, size_t size) {
       std::abort();
     }
   }
+  check_mbuf_entries(views.get(), n, in_port, ref_keys.get(), ref_hashes.get(), ref_verdicts.get());
   check_flow_hash(views.get(), n);
   return n;
 }

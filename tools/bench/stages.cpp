@@ -161,6 +161,26 @@ std::vector<Validator> validators() {
   return v;
 }
 
+// The timed loop of the validate benchmarks: burst(b) validates the kBurst packets from b,
+// cycling through kViews; TSC cycles per packet.
+template <typename Burst>
+void time_bursts(benchmark::State& state, Burst&& burst) {
+  uint64_t pkts = 0;
+  size_t b = 0;
+  const uint64_t start = rte_rdtsc();
+  for (auto _ : state) {
+    auto got = burst(b);
+    benchmark::DoNotOptimize(got);
+    benchmark::ClobberMemory();
+    pkts += kBurst;
+    b = (b + kBurst) % kViews;
+  }
+  const uint64_t cycles = rte_rdtsc() - start;
+  state.counters["cycles_per_pkt"] =
+      benchmark::Counter(static_cast<double>(cycles) / static_cast<double>(pkts));
+  state.SetItemsProcessed(static_cast<int64_t>(pkts));
+}
+
 // Bursts of kBurst prebuilt frames in memory (headers in L1), cycling through kViews views.
 void BM_Validate(benchmark::State& state, Traffic traffic, sluice::simd::ValidateBurstFn fn) {
   const FramePool pool(traffic);
@@ -187,22 +207,55 @@ void BM_Validate(benchmark::State& state, Traffic traffic, sluice::simd::Validat
     }
   }
 
-  uint64_t pkts = 0;
-  size_t b = 0;
-  const uint64_t start = rte_rdtsc();
-  for (auto _ : state) {
-    // Validation alone, as the history of this figure measured it: no flow hashes (BM_Worker
-    // has them, in the worker's whole burst).
-    const uint16_t ok = fn(&pool.views[b], kBurst, 1, keys.data(), nullptr, verdicts.data());
-    benchmark::DoNotOptimize(ok);
-    benchmark::ClobberMemory();
-    pkts += kBurst;
-    b = (b + kBurst) % kViews;
+  // Validation alone, as the history of this figure measured it: no flow hashes (BM_Worker
+  // has them, in the worker's whole burst).
+  time_bursts(state, [&](size_t b) {
+    return fn(&pool.views[b], kBurst, 1, keys.data(), nullptr, verdicts.data());
+  });
+}
+
+// The data path's entry on the same bursts: each frame behind an rte_mbuf header (one per pool
+// frame, like the views), the kernel reading the views from the mbufs itself and summing the
+// bytes. What BM_Validate leaves out of the worker's burst: the mbuf fields' loads.
+void BM_ValidateMbufs(benchmark::State& state, Traffic traffic, sluice::simd::Kernel kernel) {
+  const FramePool pool(traffic);
+  std::vector<rte_mbuf> heads(kPool);
+  std::map<const uint8_t*, const rte_mbuf*> of_frame;
+  for (size_t i = 0; i < kPool; ++i) {
+    const uint8_t* frame = pool.bytes.data() + i * kFrameStride;
+    rte_mbuf& m = heads[i];
+    std::memset(&m, 0, sizeof m);
+    m.buf_addr = const_cast<uint8_t*>(frame) - RTE_PKTMBUF_HEADROOM;
+    m.data_off = RTE_PKTMBUF_HEADROOM;
+    of_frame[frame] = &m;
   }
-  const uint64_t cycles = rte_rdtsc() - start;
-  state.counters["cycles_per_pkt"] =
-      benchmark::Counter(static_cast<double>(cycles) / static_cast<double>(pkts));
-  state.SetItemsProcessed(static_cast<int64_t>(pkts));
+  std::vector<const void*> mbufs(kViews);
+  for (size_t i = 0; i < kViews; ++i) {
+    auto* m = const_cast<rte_mbuf*>(of_frame.at(pool.views[i].data));
+    m->pkt_len = pool.views[i].frame_len;
+    m->data_len = static_cast<uint16_t>(pool.views[i].data_len);
+    mbufs[i] = m;
+  }
+  const sluice::simd::ValidateMbufsFn fn = sluice::simd::mbuf_kernel_fn(kernel);
+  alignas(64) std::array<FlowKey, kBurst> keys{};
+  alignas(64) std::array<FlowKey, kBurst> ref_keys{};
+  std::array<Verdict, kBurst> verdicts{};
+  std::array<Verdict, kBurst> ref_verdicts{};
+  for (size_t b = 0; b < kViews; b += kBurst) {
+    const sluice::simd::MbufBurst got =
+        fn(&mbufs[b], kBurst, 1, keys.data(), nullptr, verdicts.data());
+    sluice::simd::validate_burst_scalar(&pool.views[b], kBurst, 1, ref_keys.data(), nullptr,
+                                        ref_verdicts.data());
+    if (got.nb_ok != kBurst || got.split != 0 ||
+        std::memcmp(keys.data(), ref_keys.data(), sizeof keys) != 0) {
+      state.SkipWithError("the mbuf entry does not validate the traffic as the reference");
+      return;
+    }
+  }
+
+  time_bursts(state, [&](size_t b) {
+    return fn(&mbufs[b], kBurst, 1, keys.data(), nullptr, verdicts.data());
+  });
 }
 
 void register_validate_benchmarks() {
@@ -210,6 +263,15 @@ void register_validate_benchmarks() {
     for (auto [name, traffic] : {std::pair{"udp64", Traffic::kUdp64}, {"mix", Traffic::kMix}}) {
       benchmark::RegisterBenchmark(("BM_Validate/" + std::string(name) + "/" + v.name).c_str(),
                                    BM_Validate, traffic, v.fn);
+    }
+  }
+  for (auto k : sluice::simd::kKernels) {
+    if (!sluice::simd::kernel_supported(k)) continue;
+    for (auto [name, traffic] : {std::pair{"udp64", Traffic::kUdp64}, {"mix", Traffic::kMix}}) {
+      benchmark::RegisterBenchmark(("BM_ValidateMbufs/" + std::string(name) + "/" +
+                                    std::string(sluice::simd::kernel_name(k)))
+                                       .c_str(),
+                                   BM_ValidateMbufs, traffic, k);
     }
   }
 }
@@ -451,7 +513,7 @@ void BM_Worker(benchmark::State& state) {
   const auto kernel = state.range(2) == 0
                           ? sluice::simd::Kernel::kScalar
                           : sluice::simd::best_kernel(rte_vect_get_max_simd_bitwidth());
-  w.validate = sluice::simd::kernel_fn(kernel);
+  sluice::pipeline::use_kernel(w, kernel);
   state.SetLabel(std::string(sluice::simd::kernel_name(kernel)));
   w.flow_cache_entries = static_cast<uint32_t>(state.range(0));
   if (auto r = sluice::pipeline::worker_prepare(w, {bench->port}, SOCKET_ID_ANY); !r) {

@@ -113,7 +113,7 @@ class WorkerTest : public ::testing::Test {
     wk.burst = burst;
     wk.rules = store_->published();
     wk.stop = &stop_;
-    wk.validate = simd::kernel_fn(simd::Kernel::kScalar);
+    use_kernel(wk, simd::Kernel::kScalar);
     wk.flow_cache_entries = flow_cache;
     auto r = worker_prepare(wk, port_ids_, SOCKET_ID_ANY);
     ASSERT_TRUE(r.ok()) << r.error();
@@ -338,6 +338,61 @@ TEST_F(WorkerTest, HeadersSplitAcrossSegmentsAreValidatedAndForwardedIntact) {
   for (size_t d = 0; d < stats::kDropCount; ++d) EXPECT_EQ(w_.counters.drops[d].get(), 0u);
 }
 
+// Chains cut inside their headers among whole frames, in every lane of the kernels' groups:
+// each kernel validates them all (the cut ones linearised), keeps arrival order per port, and
+// counts the burst's packets and bytes. A chain whose first segment holds the whole header
+// budget is validated where it lies.
+TEST_F(WorkerTest, SplitChainsAmongWholeFramesInEveryKernel) {
+  for (simd::Kernel kernel : simd::kKernels) {
+    if (!simd::kernel_supported(kernel)) continue;
+    SCOPED_TRACE(std::string(simd::kernel_name(kernel)));
+    Worker w;
+    make_worker(64, 0, &w);
+    use_kernel(w, kernel);
+    const auto ntp = udp_frame(123, 200), telnet = udp_frame(23, 90), big = udp_frame(123, 1000);
+    auto bad = udp_frame(123, 120);
+    bad[24] ^= 0xff;  // the IPv4 checksum no longer holds
+    std::vector<rte_mbuf*> pkts;
+    std::vector<std::vector<uint8_t>> want;  // what port 1 sends, in order
+    uint64_t bytes = 0;
+    for (unsigned i = 0; i < 37; ++i) {
+      const bool cut = i % 3 != 1;
+      switch (i % 5) {
+        case 0:
+        case 3:
+          pkts.push_back(cut ? chain_of(ntp, {14 + i % 30}) : mbuf_of(ntp));
+          want.push_back(ntp);
+          break;
+        case 1:
+          pkts.push_back(cut ? chain_of(telnet, {30}) : mbuf_of(telnet));
+          break;
+        case 2:
+          pkts.push_back(cut ? chain_of(bad, {20, 40}) : mbuf_of(bad));
+          break;
+        case 4:  // a first segment of exactly the budget, or more: not linearised
+          pkts.push_back(chain_of(big, {cut ? simd::kMaxHeaderBytes : 700u}));
+          want.push_back(big);
+          break;
+      }
+      bytes += pkts.back()->pkt_len;
+    }
+    stats::RxQueueCounters rx;
+    process_burst(w, 0, pkts.data(), 24, rte_rdtsc(), &rx);
+    process_burst(w, 0, pkts.data() + 24, static_cast<uint16_t>(pkts.size() - 24), rte_rdtsc(),
+                  &rx);
+    worker_flush(w);
+    EXPECT_EQ(sent(1), want);
+    EXPECT_TRUE(sent(0).empty());
+    EXPECT_EQ(rx.packets.get(), pkts.size());
+    EXPECT_EQ(rx.bytes.get(), bytes);
+    EXPECT_EQ(w.counters.drops[static_cast<size_t>(stats::Drop::kIpv4Checksum)].get(), 7u);
+    EXPECT_EQ(hits(1).packets.get(), 8u);
+    EXPECT_EQ(w.counters.drops[static_cast<size_t>(stats::Drop::kRule)].get(), 8u);
+    worker_release(w);
+    store_.reset();
+  }
+}
+
 TEST_F(WorkerTest, MalformedSegmentedFrameIsCountedAndFreed) {
   make_worker();
   auto bad = udp_frame(53, 100);
@@ -443,7 +498,7 @@ TEST_F(WorkerTest, NicChecksumFlagsDecideTheIpv4Checksum) {
     SCOPED_TRACE(std::string(simd::kernel_name(kernel)));
     Worker w;
     make_worker(32, 0, &w);
-    w.validate = simd::kernel_fn(kernel);
+    use_kernel(w, kernel);
     auto good = udp_frame(80), bad = udp_frame(80);
     bad[14 + 10] ^= 0x5a;  // the checksum field
     struct Case {

@@ -2,8 +2,11 @@
 // count, same verdict for every packet, the same 48 key bytes for every kOk packet, and keys of
 // dropped packets untouched, on random valid packets, every header byte of valid packets
 // mutated, the boundary cases of every CONTRACT reason, checksum hints, and every burst length
-// 0..64. Packets, the view array and the output arrays all end right before a PROT_NONE page,
-// so a read or write past them faults.
+// 0..64. Every burst also goes through the mbuf entries (the kernel's and the scalar one) on
+// fake mbufs holding the same views: the packets whose first segment is cut inside the headers
+// come back split and untouched, the rest exactly as the reference. Packets, mbufs, the view
+// and pointer arrays and the output arrays all end right before a PROT_NONE page, so a read or
+// write past them faults.
 //
 //   test_simd_kernels --kernel=avx2 [gtest options]
 // Exits 77 (meson: skipped) with a SKIPPED line when the CPU lacks the kernel.
@@ -118,6 +121,118 @@ class Harness {
                       << ": the key or hash of a dropped packet was written";
       }
     }
+
+    // The mbuf entry, the kernel's and the scalar one, on mbufs holding the same views.
+    const void* const* mbufs = place_mbufs(views, n);
+    const bool with_hashes = n % 3 != 1;
+    compare_mbufs(mbuf_kernel_fn(g_kernel), kernel_name(g_kernel), mbufs, views, burst, in_port,
+                  with_hashes, ref_ok, ref_keys, ref_hashes, ref_verdicts, what);
+    if (g_kernel != Kernel::kScalar) {
+      compare_mbufs(&validate_mbufs_scalar, "scalar", mbufs, views, burst, in_port, with_hashes,
+                    ref_ok, ref_keys, ref_hashes, ref_verdicts, what);
+    }
+  }
+
+  // Fake mbufs for views (their first 64 bytes, the part a kernel may read; every other field
+  // random, and random offload flags beside the checksum bits of each hint) and the array of
+  // pointers to them, both right before an unreadable page.
+  const void* const* place_mbufs(const PacketView* views, size_t n) {
+    auto* heads = mbufs_.last(n * kMbufBytes);
+    auto* ptrs = reinterpret_cast<const void**>(mbuf_ptrs_.last(n * sizeof(void*)));
+    for (size_t i = 0; i < n; ++i) {
+      uint8_t* m = heads + i * kMbufBytes;
+      for (size_t b = 0; b < kMbufBytes; ++b) m[b] = static_cast<uint8_t>(rng_());
+      const auto data_off = static_cast<uint16_t>(rng_() % 256);
+      const auto data = reinterpret_cast<uintptr_t>(views[i].data) - data_off;
+      uint64_t ol_flags = (uint64_t{rng_()} << 32 | rng_()) & ~mbuf::kIpCksumMask;
+      switch (views[i].ip_cksum) {
+        case CksumHint::kGood:
+          ol_flags |= rng_() % 2 ? mbuf::kIpCksumGood : mbuf::kIpCksumMask;  // GOOD or NONE
+          break;
+        case CksumHint::kBad:
+          ol_flags |= mbuf::kIpCksumBad;
+          break;
+        case CksumHint::kUnknown:
+          break;
+      }
+      const auto data_len = static_cast<uint16_t>(views[i].data_len);
+      const uint32_t pkt_len = views[i].frame_len;
+      std::memcpy(m + mbuf::kBufAddr, &data, sizeof data);
+      std::memcpy(m + mbuf::kDataOff, &data_off, sizeof data_off);
+      std::memcpy(m + mbuf::kOlFlags, &ol_flags, sizeof ol_flags);
+      std::memcpy(m + mbuf::kPktLen, &pkt_len, sizeof pkt_len);
+      std::memcpy(m + mbuf::kDataLen, &data_len, sizeof data_len);
+      // (A hint outside the enum, which the kernels take as kUnknown, has no flags: kUnknown.)
+      const CksumHint hint =
+          views[i].ip_cksum > CksumHint::kBad ? CksumHint::kUnknown : views[i].ip_cksum;
+      const PacketView back = view_of_mbuf(m);
+      if (back.data != views[i].data || back.data_len != views[i].data_len ||
+          back.frame_len != views[i].frame_len || back.ip_cksum != hint) {
+        std::abort();  // the fake mbuf does not hold the view
+      }
+      ptrs[i] = m;
+    }
+    return ptrs;
+  }
+
+  // One mbuf entry against the view reference: split exactly the packets view_split names
+  // (nothing written for them), every other packet as the reference, the bytes of all n.
+  void compare_mbufs(ValidateMbufsFn fn, std::string_view name, const void* const* mbufs,
+                     const PacketView* views, const std::vector<Packet>& burst, uint8_t in_port,
+                     bool with_hashes, uint16_t ref_ok, const std::vector<FlowKey>& ref_keys,
+                     const std::vector<uint32_t>& ref_hashes,
+                     const std::vector<Verdict>& ref_verdicts, const std::string& what) {
+    const size_t n = burst.size();
+    auto* keys = reinterpret_cast<FlowKey*>(keys_.last(n * sizeof(FlowKey)));
+    auto* verdicts = reinterpret_cast<Verdict*>(verdicts_.last(n));
+    auto* hashes = reinterpret_cast<uint32_t*>(hashes_.last(n * sizeof(uint32_t)));
+    std::memset(keys, kSentinel, n * sizeof(FlowKey));
+    std::memset(verdicts, 0xEE, n);
+    std::fill(hashes, hashes + n, 0xDEADBEEF);
+    const MbufBurst got = fn(mbufs, static_cast<uint16_t>(n), in_port, keys,
+                             with_hashes ? hashes : nullptr, verdicts);
+    uint64_t split = 0, bytes = 0;
+    uint16_t nb_ok = 0;
+    for (size_t i = 0; i < n; ++i) {
+      bytes += views[i].frame_len;
+      if (view_split(views[i])) {
+        split |= uint64_t{1} << i;
+      } else if (ref_verdicts[i] == Verdict::kOk) {
+        ++nb_ok;
+      }
+    }
+    const std::string where = what + ": " + std::string(name) + " mbuf entry, burst of " +
+                              std::to_string(n) + (with_hashes ? "" : " (no hashes)");
+    EXPECT_EQ(got.split, split) << where << ": split mask";
+    EXPECT_EQ(got.bytes, bytes) << where << ": bytes";
+    EXPECT_EQ(got.nb_ok, nb_ok) << where << ": return count (the view entry's: " << ref_ok << ")";
+    for (size_t i = 0; i < n; ++i) {
+      if (split >> i & 1) {
+        if (verdicts[i] != static_cast<Verdict>(0xEE) || !key_untouched(keys[i]) ||
+            hashes[i] != 0xDEADBEEF) {
+          ADD_FAILURE() << where << ": packet " << i << " is split, yet its outputs were written\n"
+                        << describe(burst[i]);
+        }
+        continue;
+      }
+      if (verdicts[i] != ref_verdicts[i]) {
+        ADD_FAILURE() << where << ": packet " << i << " says " << verdict_name(verdicts[i])
+                      << ", scalar views " << verdict_name(ref_verdicts[i]) << "\n"
+                      << describe(burst[i]);
+        continue;
+      }
+      const bool ok = verdicts[i] == Verdict::kOk;
+      if (ok ? std::memcmp(&keys[i], &ref_keys[i], sizeof(FlowKey)) != 0
+             : !key_untouched(keys[i])) {
+        ADD_FAILURE() << where << ": packet " << i << ": key differs\n"
+                      << hex(&keys[i], sizeof(FlowKey)) << "\n"
+                      << describe(burst[i]);
+      }
+      if (hashes[i] != (ok && with_hashes ? ref_hashes[i] : 0xDEADBEEF)) {
+        ADD_FAILURE() << where << ": packet " << i << ": hash " << hashes[i] << "\n"
+                      << describe(burst[i]);
+      }
+    }
   }
 
   size_t packets() const { return packets_; }
@@ -150,6 +265,11 @@ class Harness {
   GuardedBuffer views_;
   GuardedBuffer keys_;
   GuardedBuffer verdicts_;
+  static constexpr size_t kMbufBytes = 64;
+  GuardedBuffer mbufs_{kMaxBurst * kMbufBytes};
+  GuardedBuffer mbuf_ptrs_{kMaxBurst * sizeof(void*)};
+  GuardedBuffer hashes_{kMaxBurst * sizeof(uint32_t)};
+  std::mt19937 rng_{11};
   size_t packets_ = 0;
   size_t ok_packets_ = 0;
 };
@@ -421,6 +541,28 @@ TEST(Boundary, EveryDataLenAndFrameLen) {
     }
     compare_all(h, packets, "seed " + std::to_string(s) + " cut");
   }
+}
+
+// Frames longer than the header budget, their first segment ending anywhere around it: the
+// mbuf entry splits exactly those cut short of kMaxHeaderBytes (a chain cut inside the
+// headers), and takes the rest, data_len at the budget or past it, as they are.
+TEST(Boundary, FirstSegmentAroundTheHeaderBudget) {
+  Harness h;
+  std::vector<Packet> packets;
+  for (const Bytes& seed : seed_frames()) {
+    for (uint32_t frame_len : {kMaxHeaderBytes - 1, kMaxHeaderBytes, kMaxHeaderBytes + 1, 1514u}) {
+      Bytes f = seed;
+      f.resize(std::max<size_t>(f.size(), frame_len), 0x33);
+      const auto n = static_cast<uint32_t>(f.size());
+      for (uint32_t len = kMaxHeaderBytes - 8; len <= kMaxHeaderBytes + 8; ++len) {
+        packets.push_back({f, std::min(len, n), n, CksumHint::kUnknown});
+      }
+      for (uint32_t len : {0u, 14u, 34u, 54u, 64u, 128u, n}) {
+        packets.push_back({f, len, n, CksumHint::kUnknown});
+      }
+    }
+  }
+  compare_all(h, packets, "around the header budget", 16);
 }
 
 TEST(Boundary, Ipv4Fields) {
