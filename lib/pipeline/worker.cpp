@@ -194,13 +194,12 @@ uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t 
                        hashing ? hashes.data() : nullptr, verdicts.data());
   uint16_t nb_ok = got.nb_ok;
   const uint64_t burst_bytes = got.bytes;
-  for (uint64_t split = got.split; split != 0; split &= split - 1) [[unlikely]] {
-      const auto i = static_cast<unsigned>(__builtin_ctzll(split));
-      const simd::PacketView v = linearised(w, i, pkts[i]);
-      nb_ok =
-          static_cast<uint16_t>(nb_ok + w.validate(&v, 1, port_index, &keys[i],
-                                                   hashing ? &hashes[i] : nullptr, &verdicts[i]));
-    }
+  for (uint64_t split = got.split; split != 0; split &= split - 1) {
+    const auto i = static_cast<unsigned>(__builtin_ctzll(split));
+    const simd::PacketView v = linearised(w, i, pkts[i]);
+    nb_ok = static_cast<uint16_t>(nb_ok + w.validate(&v, 1, port_index, &keys[i],
+                                                     hashing ? &hashes[i] : nullptr, &verdicts[i]));
+  }
   if (counted != nullptr) {
     counted->packets.add(n);
     counted->bytes.add(burst_bytes);
