@@ -38,7 +38,9 @@ FlowCache::Counts FlowCache::classify(const FlowTable& table, uint64_t gen,
   for (uint16_t base = 0; base < n; base += kMaxKeys) {
     const auto count = static_cast<uint16_t>(std::min<unsigned>(n - base, kMaxKeys));
     for (uint16_t i = 0; i < count; ++i) hashes[i] = simd::key_hash(*keys[base + i]);
-    total.add(classify_burst(table, gen, keys + base, hashes.data(), count, out + base));
+    total.add(classify_burst(
+        table, gen, [k = keys + base](unsigned i) -> const simd::FlowKey& { return *k[i]; },
+        hashes.data(), count, out + base));
   }
   return total;
 }
@@ -50,19 +52,36 @@ FlowCache::Counts FlowCache::classify(const FlowTable& table, uint64_t gen,
   Counts total;
   for (uint16_t base = 0; base < n; base += kMaxKeys) {
     const auto count = static_cast<uint16_t>(std::min<unsigned>(n - base, kMaxKeys));
-    total.add(classify_burst(table, gen, keys + base, hashes + base, count, out + base));
+    total.add(classify_burst(
+        table, gen, [k = keys + base](unsigned i) -> const simd::FlowKey& { return *k[i]; },
+        hashes + base, count, out + base));
   }
   return total;
 }
 
-FlowCache::Counts FlowCache::classify_burst(const FlowTable& table, uint64_t gen,
-                                            const simd::FlowKey* const* keys,
+FlowCache::Counts FlowCache::classify(const FlowTable& table, uint64_t gen,
+                                      const simd::FlowKey* keys, const uint32_t* hashes, uint16_t n,
+                                      uint32_t* out) noexcept {
+  Counts total;
+  for (uint16_t base = 0; base < n; base += kMaxKeys) {
+    const auto count = static_cast<uint16_t>(std::min<unsigned>(n - base, kMaxKeys));
+    total.add(classify_burst(
+        table, gen, [k = keys + base](unsigned i) -> const simd::FlowKey& { return k[i]; },
+        hashes + base, count, out + base));
+  }
+  return total;
+}
+
+template <typename KeyAt>
+FlowCache::Counts FlowCache::classify_burst(const FlowTable& table, uint64_t gen, KeyAt key_at,
                                             const uint32_t* hashes, uint16_t n,
                                             uint32_t* out) noexcept {
   constexpr uint16_t kMax = kMaxKeys;
   if (bypass_left_ != 0) [[unlikely]] {
     bypass_left_ -= std::min<uint32_t>(bypass_left_, n);
-    table.classify(keys, n, out);
+    std::array<const simd::FlowKey*, kMax> all;
+    for (uint16_t i = 0; i < n; ++i) all[i] = &key_at(i);
+    table.classify(all.data(), n, out);
     return {0, n};
   }
   std::array<uint32_t, kMax> slot;
@@ -74,8 +93,9 @@ FlowCache::Counts FlowCache::classify_burst(const FlowTable& table, uint64_t gen
   std::array<uint8_t, kMax> miss_at;
   uint16_t nb_miss = 0;
   for (uint16_t i = 0; i < n; ++i) {
-    if (!lookup(slot[i], *keys[i], gen, &out[i])) {
-      miss[nb_miss] = keys[i];
+    const simd::FlowKey& key = key_at(i);
+    if (!lookup(slot[i], key, gen, &out[i])) {
+      miss[nb_miss] = &key;
       miss_at[nb_miss++] = static_cast<uint8_t>(i);
     }
   }

@@ -60,6 +60,9 @@ class FlowCache {
   };
   Counts classify(const FlowTable& table, uint64_t gen, const simd::FlowKey* const* keys,
                   const uint32_t* hashes, uint16_t n, uint32_t* out) noexcept;
+  // The same on n keys side by side (keys[i]: a whole burst valid, as the validator wrote it).
+  Counts classify(const FlowTable& table, uint64_t gen, const simd::FlowKey* keys,
+                  const uint32_t* hashes, uint16_t n, uint32_t* out) noexcept;
   // The same, hashing the keys here (tests and tools; the data path has the validator's).
   Counts classify(const FlowTable& table, uint64_t gen, const simd::FlowKey* const* keys,
                   uint16_t n, uint32_t* out) noexcept;
@@ -129,8 +132,10 @@ class FlowCache {
   }
 
   static constexpr uint16_t kMaxKeys = 64;  // a burst
-  Counts classify_burst(const FlowTable& table, uint64_t gen, const simd::FlowKey* const* keys,
-                        const uint32_t* hashes, uint16_t n, uint32_t* out) noexcept;
+  // At most kMaxKeys keys; key_at(i) is key i (by pointer or in an array).
+  template <typename KeyAt>
+  Counts classify_burst(const FlowTable& table, uint64_t gen, KeyAt key_at, const uint32_t* hashes,
+                        uint16_t n, uint32_t* out) noexcept;
 
   FlowCache() = default;
   Bucket* buckets_ = nullptr;

@@ -208,9 +208,7 @@ uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t 
 
   // Usually the whole burst is valid; otherwise the valid packets and their keys move up.
   rte_mbuf** const ok = nb_ok == n ? pkts : valid.data();
-  if (nb_ok == n) [[likely]] {
-    for (unsigned i = 0; i < n; ++i) key_of[i] = &keys[i];
-  } else {
+  if (nb_ok != n) [[unlikely]] {
     uint16_t k = 0;
     for (unsigned i = 0; i < n; ++i) {
       if (verdicts[i] != simd::Verdict::kOk) {
@@ -231,13 +229,20 @@ uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t 
   const flow::Generation* gen = w.rules->load(std::memory_order_acquire);
   const flow::FlowTable* table = gen->table.get();
   stats::PacketBytes* const hits = gen->hits[w.index];
+  // A whole valid burst's keys are classified where the validator wrote them; otherwise
+  // through key_of, the valid ones' pointers.
   if (w.cache) [[likely]] {
-    const auto got =
-        w.cache->classify(*table, gen->number, key_of.data(), hashes.data(), nb_ok, results.data());
+    const auto got = nb_ok == n ? w.cache->classify(*table, gen->number, keys.data(), hashes.data(),
+                                                    n, results.data())
+                                : w.cache->classify(*table, gen->number, key_of.data(),
+                                                    hashes.data(), nb_ok, results.data());
     c.cache_misses.add(got.misses);
     c.cache_bypassed.add(got.bypassed);
     c.cache_hits.add(nb_ok - got.misses - got.bypassed);
   } else {
+    if (nb_ok == n) {
+      for (unsigned i = 0; i < n; ++i) key_of[i] = &keys[i];
+    }
     table->classify(key_of.data(), nb_ok, results.data());
   }
 
