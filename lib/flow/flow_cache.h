@@ -21,6 +21,7 @@
 
 #include <smmintrin.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -79,11 +80,12 @@ class FlowCache {
   bool lookup(uint32_t bucket, const simd::FlowKey& key, uint64_t gen,
               uint32_t* result) const noexcept {
     const Bucket& b = buckets_[bucket];
-    if (matches(b.way[0], key, gen)) [[likely]] {
+    const Probe probe(key, gen);
+    if (probe.matches(b.way[0])) [[likely]] {
       *result = b.way[0].result;
       return true;
     }
-    if (matches(b.way[1], key, gen)) {
+    if (probe.matches(b.way[1])) {
       *result = b.way[1].result;
       return true;
     }
@@ -93,7 +95,7 @@ class FlowCache {
   // moves to way 1 (so two flows that share a bucket both stay).
   void insert(uint32_t bucket, const simd::FlowKey& key, uint64_t gen, uint32_t result) noexcept {
     Bucket& b = buckets_[bucket];
-    if (matches(b.way[0], key, gen)) return;  // a key twice in a burst: evict nothing
+    if (Probe(key, gen).matches(b.way[0])) return;  // a key twice in a burst: evict nothing
     if (b.way[0].gen == gen) b.way[1] = b.way[0];
     std::memcpy(b.way[0].key, &key, kKeyBytes);
     b.way[0].gen = gen;
@@ -110,26 +112,34 @@ class FlowCache {
     uint64_t gen;  // 0: empty (generations are numbered from 1)
     uint32_t result;
   };
-  static_assert(sizeof(Entry) == 64);
+  static_assert(
+      sizeof(Entry) == 64 && offsetof(Entry, gen) == 40 && kKeyBytes == 40,
+      "Probe compares the key's bytes [32, 40) and the generation as entry bytes [32, 48)");
   struct Bucket {
     Entry way[2];
   };
 
-  // Word i of a key's bytes (one unaligned load).
-  static uint64_t word(const void* p, unsigned i) noexcept {
-    uint64_t v;
-    std::memcpy(&v, static_cast<const uint8_t*>(p) + 8 * i, sizeof v);
-    return v;
-  }
-  // Key bytes [0, 32) as two 16-byte compares (SSE4.1's ptest, in the baseline every x86-64
-  // DPDK build targets), [32, 40) and the generation as words.
-  static bool matches(const Entry& e, const simd::FlowKey& key, uint64_t gen) noexcept {
-    const auto* k = reinterpret_cast<const __m128i*>(&key);
-    const auto* p = reinterpret_cast<const __m128i*>(e.key);
-    const __m128i x = _mm_or_si128(_mm_xor_si128(_mm_load_si128(p), _mm_loadu_si128(k)),
-                                   _mm_xor_si128(_mm_load_si128(p + 1), _mm_loadu_si128(k + 1)));
-    return (_mm_testz_si128(x, x) != 0) & (((word(e.key, 4) ^ word(&key, 4)) | (e.gen ^ gen)) == 0);
-  }
+  // What an entry holding key under generation gen has in its first 48 bytes, as three
+  // vectors: key bytes [0, 16), [16, 32), and [32, 40) beside the generation (the entry's bytes
+  // [32, 48)). One compare of all three (SSE4.1's ptest, in the baseline every x86-64 DPDK
+  // build targets) and one branch an entry.
+  struct Probe {
+    __m128i a, b, tail;
+    Probe(const simd::FlowKey& key, uint64_t gen) noexcept {
+      const auto* k = reinterpret_cast<const __m128i*>(&key);
+      a = _mm_loadu_si128(k);
+      b = _mm_loadu_si128(k + 1);
+      tail =
+          _mm_unpacklo_epi64(_mm_loadl_epi64(k + 2), _mm_cvtsi64_si128(static_cast<int64_t>(gen)));
+    }
+    bool matches(const Entry& e) const noexcept {
+      const auto* p = reinterpret_cast<const __m128i*>(e.key);
+      const __m128i x = _mm_or_si128(_mm_or_si128(_mm_xor_si128(_mm_load_si128(p), a),
+                                                  _mm_xor_si128(_mm_load_si128(p + 1), b)),
+                                     _mm_xor_si128(_mm_load_si128(p + 2), tail));
+      return _mm_testz_si128(x, x) != 0;
+    }
+  };
 
   static constexpr uint16_t kMaxKeys = 64;  // a burst
   // At most kMaxKeys keys; key_at(i) is key i (by pointer or in an array).
