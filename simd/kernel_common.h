@@ -45,16 +45,6 @@ struct alignas(64) BlankMbuf {
 static_assert(mbuf::kBufAddr == 0 && sizeof(BlankMbuf) == 64);
 constexpr BlankMbuf kBlankMbuf{};
 
-// The first byte of the frame in the mbuf at m (buf_addr + data_off).
-inline const uint8_t* frame_of_mbuf(const void* m) noexcept {
-  const auto* b = static_cast<const uint8_t*>(m);
-  const uint8_t* buf;
-  uint16_t data_off;
-  std::memcpy(&buf, b + mbuf::kBufAddr, sizeof buf);
-  std::memcpy(&data_off, b + mbuf::kDataOff, sizeof data_off);
-  return buf + data_off;
-}
-
 // ---- vector constants as bytes ---------------------------------------------------------
 // GCC 12 rebuilds every set1 constant at each use with three instructions (mov, vmovd,
 // vpbroadcastd). The kernels keep theirs in a table behind an address the compiler does not

@@ -153,21 +153,27 @@ constexpr CksumHint cksum_hint_of(uint64_t ol_flags) noexcept {
                                          : CksumHint::kUnknown;
 }
 
+// The first byte of the frame in the mbuf at m (buf_addr + data_off).
+inline const uint8_t* frame_of_mbuf(const void* m) noexcept {
+  const auto* b = static_cast<const uint8_t*>(m);
+  const uint8_t* buf;
+  uint16_t data_off;
+  std::memcpy(&buf, b + mbuf::kBufAddr, sizeof buf);
+  std::memcpy(&data_off, b + mbuf::kDataOff, sizeof data_off);
+  return buf + data_off;
+}
 // The view of the frame in the mbuf at m (what the pipeline passed before the mbuf entry): its
 // first segment's bytes. When that segment holds fewer than min(frame_len, kMaxHeaderBytes)
 // bytes the view is not one a kernel takes (see split below).
 inline PacketView view_of_mbuf(const void* m) noexcept {
   const auto* b = static_cast<const uint8_t*>(m);
-  const uint8_t* buf;
-  uint16_t data_off, data_len;
+  uint16_t data_len;
   uint32_t pkt_len;
   uint64_t ol_flags;
-  std::memcpy(&buf, b + mbuf::kBufAddr, sizeof buf);
-  std::memcpy(&data_off, b + mbuf::kDataOff, sizeof data_off);
   std::memcpy(&data_len, b + mbuf::kDataLen, sizeof data_len);
   std::memcpy(&pkt_len, b + mbuf::kPktLen, sizeof pkt_len);
   std::memcpy(&ol_flags, b + mbuf::kOlFlags, sizeof ol_flags);
-  return {buf + data_off, data_len, pkt_len, cksum_hint_of(ol_flags)};
+  return {frame_of_mbuf(m), data_len, pkt_len, cksum_hint_of(ol_flags)};
 }
 // Whether a view's readable bytes fall short of what the validator may read: a chain of
 // segments cut inside its headers, which the caller linearises first.

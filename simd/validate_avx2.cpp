@@ -323,11 +323,12 @@ inline __m256i hash_lanes(__m256i head, __m256i ports, __m256i src, __m256i dst,
   return r;
 }
 
-// The first bytes of eight views, kBlank behind the lanes not in usable.
-inline std::array<const uint8_t*, kLanes> data_of(const PacketView* v, unsigned usable) noexcept {
-  std::array<const uint8_t*, kLanes> data;
-  for (unsigned k = 0; k < kLanes; ++k) data[k] = (usable >> k & 1) ? v[k].data : kBlank.data();
-  return data;
+// Eight lanes' first bytes with kBlank behind the lanes not in usable, for the vector step.
+inline std::array<const uint8_t*, kLanes> blanked(const std::array<const uint8_t*, kLanes>& data,
+                                                  unsigned usable) noexcept {
+  std::array<const uint8_t*, kLanes> out;
+  for (unsigned k = 0; k < kLanes; ++k) out[k] = (usable >> k & 1) ? data[k] : kBlank.data();
+  return out;
 }
 
 // Eight views (live: which lanes are packets of the burst). Writes verdicts and keys of the
@@ -340,13 +341,13 @@ inline std::array<const uint8_t*, kLanes> data_of(const PacketView* v, unsigned 
   const Lengths lens = load_lengths(v, c);
   const unsigned usable =
       lanes_of(_mm256_cmpgt_epi32(lens.data_len, ld(c.window_end_minus_1))) & live;
+  const std::array<const uint8_t*, kLanes> data = {v[0].data, v[1].data, v[2].data, v[3].data,
+                                                   v[4].data, v[5].data, v[6].data, v[7].data};
   FastResult r;
   if (usable == kAllLanes) [[likely]] {
-    const std::array<const uint8_t*, kLanes> data = {v[0].data, v[1].data, v[2].data, v[3].data,
-                                                     v[4].data, v[5].data, v[6].data, v[7].data};
     r = fast_group(data.data(), lens, usable, keys, hashes, c, port);
   } else if (usable != 0) {
-    r = fast_group(data_of(v, usable).data(), lens, usable, keys, hashes, c, port);
+    r = fast_group(blanked(data, usable).data(), lens, usable, keys, hashes, c, port);
   }
   return finish_group<kLanes>([v](unsigned k) -> const PacketView& { return v[k]; }, in_port, keys,
                               hashes, verdicts, live, r);
@@ -375,9 +376,7 @@ inline std::array<const uint8_t*, kLanes> data_of(const PacketView* v, unsigned 
   if (usable == kAllLanes) [[likely]] {
     r = fast_group(data.data(), lens, usable, keys, hashes, c, port);
   } else if (usable != 0) {
-    std::array<const uint8_t*, kLanes> blanked;
-    for (unsigned k = 0; k < kLanes; ++k) blanked[k] = (usable >> k & 1) ? data[k] : kBlank.data();
-    r = fast_group(blanked.data(), lens, usable, keys, hashes, c, port);
+    r = fast_group(blanked(data, usable).data(), lens, usable, keys, hashes, c, port);
   }
   return finish_group<kLanes>([m](unsigned k) { return view_of_mbuf(m[k]); }, in_port, keys, hashes,
                               verdicts, live, r);
