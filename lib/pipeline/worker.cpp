@@ -135,6 +135,9 @@ Result<void> worker_prepare(Worker& w, const std::vector<uint16_t>& port_ids, in
     if (!c) return Error{fmt::format("worker on lcore {}: {}", w.lcore, c.error())};
     w.cache = std::move(*c);
   }
+  for (const auto& q : w.rx) {
+    if (q.spread != nullptr) prepare_hand_off(w, q);
+  }
   w.drain_cycles = (rte_get_tsc_hz() + 1'000'000 - 1) / 1'000'000 * kDrainUs;
   w.ns_per_cycle = 1e9 / static_cast<double>(rte_get_tsc_hz());
   return {};
@@ -148,7 +151,40 @@ void worker_release(Worker& w) {
   w.cache.reset();
 }
 
+void prepare_hand_off(Worker& w, const RxQueue& q) {
+  if (w.hand_off_of[q.port_index] != 0) return;
+  w.hand_off.push_back({q.port_index, q.spread, std::make_unique<HandOffStage[]>(w.nb_workers)});
+  w.hand_off_of[q.port_index] = static_cast<uint8_t>(w.hand_off.size());
+}
+
+namespace {
+
+// Puts a stage in its worker's ring; what the ring refuses is freed and counted ring_full.
+void send_stage(Worker& w, rte_ring* ring, HandOffStage& s) noexcept {
+  // The receiving worker reads these mbufs after the ring hands them over.
+  sys::tsan_release(ring);
+  const unsigned sent =
+      rte_ring_sp_enqueue_burst(ring, reinterpret_cast<void**>(s.pkts.data()), s.n, nullptr);
+  if (sent != 0) w.counters.handed_off.add(sent);
+  if (sent != s.n) [[unlikely]] {
+    rte_pktmbuf_free_bulk(s.pkts.data() + sent, s.n - sent);
+    w.counters.drops[static_cast<size_t>(stats::Drop::kRingFull)].add(s.n - sent);
+  }
+  s.n = 0;
+}
+
+}  // namespace
+
+void flush_hand_off(Worker& w) noexcept {
+  for (auto& h : w.hand_off) {
+    for (unsigned k = 0; k < w.nb_workers; ++k) {
+      if (h.to[k].n != 0) send_stage(w, h.rings[k], h.to[k]);
+    }
+  }
+}
+
 void worker_flush(Worker& w) noexcept {
+  flush_hand_off(w);
   for (uint16_t p = 0; p < w.nb_ports; ++p) {
     rte_eth_tx_buffer_flush(w.port_ids[p], w.tx_queue, w.tx[p]);
   }
@@ -412,8 +448,7 @@ uint64_t spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
   }
 
   auto& c = w.counters;
-  std::array<rte_mbuf*, kMaxBurst> batch;
-  unsigned handed = 0, refused = 0;
+  HandOff& h = w.hand_off[w.hand_off_of[q.port_index] - 1u];
   uint64_t left = all;  // not yet placed
   for (unsigned k = 0; k < w.nb_workers && left != 0; ++k) {
     if (k == w.index) continue;
@@ -424,26 +459,16 @@ uint64_t spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
     // in the RSS hash field (first cache line, already read; ring ports have no RSS). Only the
     // handed-off packets: stamping every packet in the pass above was 5-9% slower with two
     // workers on net_pcap, though faster on sluice-bench-ring.
-    unsigned count = 0;
+    HandOffStage& s = h.to[k];
     for (; bits != 0; bits &= bits - 1) {
       rte_mbuf* m = pkts[__builtin_ctzll(bits)];
       m->hash.rss = static_cast<uint32_t>(rx_tsc);
-      batch[count++] = m;
+      s.pkts[s.n++] = m;
     }
-    // The receiving worker reads these mbufs after the ring hands them over.
-    sys::tsan_release(q.spread[k]);
-    const unsigned sent = rte_ring_sp_enqueue_burst(
-        q.spread[k], reinterpret_cast<void**>(batch.data()), count, nullptr);
-    handed += sent;
-    if (sent != count) [[unlikely]] {
-      refused += count - sent;
-      rte_pktmbuf_free_bulk(batch.data() + sent, count - sent);
-    }
+    if (s.n >= w.burst) send_stage(w, q.spread[k], s);
   }
-  if (handed != 0) c.handed_off.add(handed);
-  if (refused != 0) [[unlikely]]
-    c.drops[static_cast<size_t>(stats::Drop::kRingFull)].add(refused);
   // What is left is this worker's own share.
+  std::array<rte_mbuf*, kMaxBurst> batch;
   unsigned own = 0;
   for (; left != 0; left &= left - 1) batch[own++] = pkts[__builtin_ctzll(left)];
   if (own == 0) return rx_tsc;
@@ -565,6 +590,7 @@ int worker_main(void* arg) {
       now = rte_rdtsc();
     }
   }
+  flush_hand_off(w);  // before rx_stopped: the receivers drain their rings until they see it
   w.rx_stopped.store(true, std::memory_order_release);
   if (!w.inbox.empty()) {
     drain_inboxes(

@@ -57,6 +57,24 @@ struct Inbox {
   const std::atomic<bool>* producer_stopped = nullptr;
 };
 
+// distribute: ring: what spread_burst gathered for one worker and not yet put in its ring. A
+// ring enqueue costs its two shared cache lines (the ring's head and the consumer's tail) however
+// few it carries, so spreading each burst of 32 over 14 workers enqueued about two packets at a
+// time, and the spreading worker's rate fell 4x (scale --mode ring on 16 CPUs, 2026-12-04). The
+// stage sends a worker's packets when a burst's worth is there, when a poll round brings nothing
+// new, at housekeeping (kDrainUs) and at stop: the policy of the TX buffers.
+struct HandOffStage {
+  uint16_t n = 0;
+  std::array<rte_mbuf*, 2 * kMaxBurst> pkts;  // below burst between calls, + one burst's share
+};
+
+// The stages of one spreading port: one per worker (this worker's own is unused).
+struct HandOff {
+  uint8_t port_index = 0;
+  rte_ring* const* rings = nullptr;  // RxQueue::spread
+  std::unique_ptr<HandOffStage[]> to;
+};
+
 struct alignas(64) Worker {
   // Set up by the main lcore before launch; read-only afterwards.
   unsigned lcore = 0;
@@ -97,6 +115,10 @@ struct alignas(64) Worker {
 
   // Made by worker_prepare (null when flow_cache_entries is 0); the worker's alone.
   std::unique_ptr<flow::FlowCache> cache;
+  // Made by prepare_hand_off (worker_prepare, for each RX queue with spread): one per spreading
+  // port; hand_off_of[port_index] is its index + 1 (0: none).
+  std::vector<HandOff> hand_off;
+  std::array<uint8_t, kMaxPorts> hand_off_of{};
 
   // Written by the worker, read by the main lcore.
   stats::WorkerCounters counters;
@@ -132,11 +154,17 @@ void worker_release(Worker& w);
 uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t n, uint64_t rx_tsc,
                        stats::RxQueueCounters* counted = nullptr) noexcept;
 // distribute: ring: spreads a burst received from q over the workers by flow_hash; this
-// worker's share is processed at once, the others' go to their rings (full: ring_full).
+// worker's share is processed at once, the others' go to their stages, and to their rings
+// (full: ring_full) once a burst's worth is staged (HandOffStage). prepare_hand_off(q) first.
 // Returns the TSC at its end, or rx_tsc when it processed nothing itself.
 uint64_t spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
                       uint64_t rx_tsc) noexcept;
-// Sends whatever the TX buffers hold.
+// The hand-off stages for q (q.spread set, nb_workers known); worker_prepare calls it for each
+// RX queue in w.rx that spreads. Idempotent per port.
+void prepare_hand_off(Worker& w, const RxQueue& q);
+// Puts what the hand-off stages hold in the workers' rings (full: ring_full).
+void flush_hand_off(Worker& w) noexcept;
+// Sends whatever the TX buffers hold, after what the hand-off stages hold.
 void worker_flush(Worker& w) noexcept;
 
 // The RX TSC of a handed-off packet, at TSC now, from the low 32 bits spread_burst stamped on

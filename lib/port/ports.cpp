@@ -308,8 +308,12 @@ PoolSizing size_pool(const config::Appliance& app, const std::vector<size_t>& po
     tx += workers * uint32_t{p.tx_descriptors};
     max_mtu = std::max<uint16_t>(max_mtu, p.mtu.value_or(RTE_ETHER_MTU));
   }
-  // In flight per worker: the RX burst, plus a TX buffer of one burst per port.
+  // In flight per worker: the RX burst, plus a TX buffer of one burst per port; and for each
+  // ring port, its spreading worker's hand-off stages (under a burst each, pipeline::HandOffStage).
   uint32_t bursts = workers * app.workers.burst * static_cast<uint32_t>(1 + ports.size());
+  for (size_t i : ports) {
+    if (i < ring_ports.size() && ring_ports[i]) bursts += (workers - 1) * app.workers.burst;
+  }
   // Capture: every worker's hand-off ring full, plus the burst the capture lcore holds, so a
   // capture path that falls behind never takes an mbuf RX needs.
   const uint32_t capture = app.capture ? workers * app.rings.size + kCaptureBurst : 0;

@@ -122,6 +122,7 @@ int main(int argc, char** argv) {
   w.flow_hash_burst = burst_hash;
   sluice::pipeline::RxQueue q{};
   q.spread = rings.data();
+  sluice::pipeline::prepare_hand_off(w, q);
 
   std::vector<double> ring_c, handoff_c, hash_c, mixed_c;
   std::array<rte_mbuf*, kBurst> out;

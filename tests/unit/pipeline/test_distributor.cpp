@@ -210,6 +210,7 @@ class SpreadTest : public ::testing::Test {
     w_.flow_hash_burst = simd::flow_hash_fn(simd::best_kernel(256));
     q_.port_index = 0;
     q_.spread = rings_.data();
+    prepare_hand_off(w_, q_);
     std::mt19937 rng(1);
     while (flows_.size() < 16) {
       Tuple t = random_tuple(rng, flows_.size() % 3 == 0);
@@ -252,6 +253,7 @@ TEST_F(SpreadTest, HandsEachFlowToItsWorkerInOrder) {
     for (unsigned i = 0; i < pkts.size(); ++i) pkts[i] = packet(i * 7 + burst, seq++);
     spread_burst(w_, q_, pkts.data(), pkts.size(), 1000 + burst);
   }
+  flush_hand_off(w_);
   EXPECT_EQ(w_.counters.handed_off.get(), 96u);
   EXPECT_EQ(w_.counters.drops[static_cast<size_t>(stats::Drop::kRingFull)].get(), 0u);
   EXPECT_EQ(w_.counters.rx_packets.get(), 0u);  // none was this worker's own
@@ -298,6 +300,7 @@ TEST_F(SpreadTest, ChainsCutShortHashAsTheWholeFrame) {
     bytes += f.size();
   }
   spread_burst(w_, q_, pkts.data(), pkts.size(), 7);
+  flush_hand_off(w_);
   EXPECT_EQ(counted.packets.get(), pkts.size());
   EXPECT_EQ(counted.bytes.get(), bytes);
   unsigned found = 0;
@@ -310,6 +313,39 @@ TEST_F(SpreadTest, ChainsCutShortHashAsTheWholeFrame) {
     }
   }
   EXPECT_EQ(found, pkts.size());
+}
+
+// A worker's share waits in its stage until a burst's worth is there, then goes to its ring as
+// one enqueue; flush_hand_off sends the rest. Nothing is reordered across the two.
+TEST_F(SpreadTest, StagesABurstPerRingThenFlushes) {
+  w_.burst = 32;
+  uint64_t seq = 0;
+  std::array<rte_mbuf*, 8> few;
+  for (auto& m : few) m = packet(0, seq++);  // flow 0: one worker's
+  const unsigned k = worker_of(hash_of(flows_[0]), 3);
+  spread_burst(w_, q_, few.data(), few.size(), 1);
+  EXPECT_EQ(rte_ring_count(rings_[k]), 0u) << "8 packets enqueued before a burst's worth";
+  EXPECT_EQ(w_.counters.handed_off.get(), 0u);
+  std::array<rte_mbuf*, 32> more;
+  for (auto& m : more) m = packet(0, seq++);
+  spread_burst(w_, q_, more.data(), more.size(), 2);
+  EXPECT_EQ(rte_ring_count(rings_[k]), 40u) << "a full stage is sent whole";
+  EXPECT_EQ(w_.counters.handed_off.get(), 40u);
+  for (auto& m : few) m = packet(0, seq++);
+  spread_burst(w_, q_, few.data(), few.size(), 3);
+  EXPECT_EQ(rte_ring_count(rings_[k]), 40u);
+  flush_hand_off(w_);
+  EXPECT_EQ(rte_ring_count(rings_[k]), 48u);
+  EXPECT_EQ(w_.counters.handed_off.get(), 48u);
+  flush_hand_off(w_);  // nothing left to send
+  EXPECT_EQ(w_.counters.handed_off.get(), 48u);
+  rte_mbuf* m;
+  uint32_t want = 0;
+  while (rte_ring_sc_dequeue(rings_[k], reinterpret_cast<void**>(&m)) == 0) {
+    EXPECT_EQ(m->dynfield1[8], want++) << "out of arrival order";
+    rte_pktmbuf_free(m);
+  }
+  EXPECT_EQ(want, 48u);
 }
 
 // The receiver rebuilds the RX TSC from its 32 low bits: across a wrap of the low word, and a
@@ -330,6 +366,7 @@ TEST_F(SpreadTest, AFullRingCountsRingFullAndFreesTheRest) {
     for (unsigned i = 0; i < pkts.size(); ++i) pkts[i] = packet(i, sent++);
     spread_burst(w_, q_, pkts.data(), pkts.size(), 5);
   }
+  flush_hand_off(w_);
   const uint64_t full = w_.counters.drops[static_cast<size_t>(stats::Drop::kRingFull)].get();
   const uint64_t handed = w_.counters.handed_off.get();
   EXPECT_GT(full, 0u);
