@@ -143,11 +143,22 @@ inline uint16_t load_be16(const uint8_t* p) noexcept {
   return true;
 }
 
+// A non-IP frame's key (the reference's: proto, family, addresses, ports, l4_offset and
+// fragment zero), L2 ending at l3.
+[[gnu::always_inline]] inline void non_ip_key(uint32_t l3, uint8_t in_port, FlowKey& key) noexcept {
+  auto* k = reinterpret_cast<uint8_t*>(&key);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(k), _mm_cvtsi32_si128(in_port << 8));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(k + 16), _mm_setzero_si128());
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(k + 32), _mm_set_epi64x(l3, 0));
+}
+
 // What a vector step found, one bit per lane.
 struct FastResult {
-  uint32_t ok = 0;    // IPv4 fast path passed: verdict kOk, key written
-  uint32_t ipv6 = 0;  // ethertype IPv6 and version 6 after at most one 0x8100 tag
-  uint32_t vlan = 0;  // one 0x8100 tag
+  uint32_t ok = 0;      // IPv4 fast path passed: verdict kOk, key written
+  uint32_t ipv6 = 0;    // ethertype IPv6 and version 6 after at most one 0x8100 tag
+  uint32_t vlan = 0;    // one 0x8100 tag
+  uint32_t non_ip = 0;  // readable window, and after at most one 0x8100 tag an ethertype that
+                        // is neither IP nor a tag: kOk with non_ip_key, whatever follows
 };
 
 // Verdicts of a group of kLanes views after its vector step (live: the lanes that are packets
@@ -167,6 +178,14 @@ unsigned finish_lanes(ViewOf&& view, uint8_t in_port, FlowKey* keys, uint32_t* h
   }
   for (uint32_t m = live & ~r.ok; m != 0; m &= m - 1) {
     const auto k = static_cast<unsigned>(__builtin_ctz(m));
+    if (r.non_ip >> k & 1) {
+      non_ip_key(kEthHeaderLen + (r.vlan >> k & 1) * kVlanTagLen, in_port, keys[k]);
+      verdicts[k] = Verdict::kOk;
+      // key_hash of that key: only its head word (in_port) is not zero.
+      if (hashes != nullptr) hashes[k] = hash_mix(uint32_t{in_port} << 8, 0, 0, 0);
+      ++nb_ok;
+      continue;
+    }
     const PacketView& v = view(k);
     if ((r.ipv6 >> k & 1) &&
         ipv6_fast(v, kEthHeaderLen + (r.vlan >> k & 1) * kVlanTagLen, in_port, keys[k])) {
