@@ -460,12 +460,14 @@ uint64_t spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
     // handed-off packets: stamping every packet in the pass above was 5-9% slower with two
     // workers on net_pcap, though faster on sluice-bench-ring.
     HandOffStage& s = h.to[k];
+    unsigned fill = s.n;
     for (; bits != 0; bits &= bits - 1) {
       rte_mbuf* m = pkts[__builtin_ctzll(bits)];
       m->hash.rss = static_cast<uint32_t>(rx_tsc);
-      s.pkts[s.n++] = m;
+      s.pkts[fill++] = m;
     }
-    if (s.n >= w.burst) send_stage(w, q.spread[k], s);
+    s.n = static_cast<uint16_t>(fill);
+    if (fill >= w.burst) send_stage(w, q.spread[k], s);
   }
   // What is left is this worker's own share.
   std::array<rte_mbuf*, kMaxBurst> batch;
