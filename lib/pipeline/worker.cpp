@@ -283,18 +283,30 @@ uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t 
   }
 
   // 3a. The whole burst valid and on one rule that only forwards (a loaded appliance's common
-  // burst: most traffic takes one rule; VPP speculates the same way on its next node): one
-  // count, one bytes sum, the burst as it came to the rule's port.
+  // burst: most traffic takes one rule; VPP speculates the same way on its next node), the
+  // default and non_ip actions included: one count, one bytes sum, the burst as it came to the
+  // action's port.
   if (nb_ok == n) [[likely]] {  // then nothing is malformed: cap_mask is still 0
     const uint32_t r0 = results[0];
     uint32_t differ = 0;
     for (unsigned j = 1; j < n; ++j) differ |= results[j] ^ r0;
-    if (differ == 0 && r0 < flow::kNonIp) [[likely]] {
-      const flow::RuleAction& a = table->action(r0);
-      if (a.action == config::Action::kForward && a.mirror == flow::kNoPort &&
-          !(capturing && a.capture)) [[likely]] {
-        hits[r0].add_n(n, burst_bytes);
-        tx_to_port(w, a.to, pkts, n);
+    if (differ == 0) [[likely]] {
+      const flow::RuleAction* a;
+      stats::PacketBytes* count;
+      if (r0 < flow::kNonIp) [[likely]] {
+        a = &table->action(r0);
+        count = &hits[r0];
+      } else if (r0 == flow::kNoRule) {
+        a = &table->fallback();
+        count = &c.fallback;
+      } else {
+        a = &table->non_ip();
+        count = &c.non_ip;
+      }
+      if (a->action == config::Action::kForward && a->mirror == flow::kNoPort &&
+          !(capturing && a->capture)) [[likely]] {
+        count->add_n(n, burst_bytes);
+        tx_to_port(w, a->to, pkts, n);
         return burst_done(w, rx_tsc, n);
       }
     }

@@ -91,6 +91,7 @@ class WorkerTest : public ::testing::Test {
     Worker& wk = w != nullptr ? *w : w_;
     config::Flows flows;
     flows.fallback = {config::Action::kForward, 1};
+    flows.non_ip = {config::Action::kForward, 0};
     auto udp_rule = [capture](const char* name, uint16_t dport, config::Action action) {
       config::Rule r;
       r.name = name;
@@ -305,6 +306,39 @@ TEST_F(WorkerTest, WholeBurstOnOneForwardingRuleGoesOutAsItCame) {
     worker_release(w_);
     store_.reset();
   }
+}
+
+// The same short way for a whole burst on the default action, and on the non_ip action: the
+// burst as it came to the action's port, counted once under fallback / non_ip, exactly.
+TEST_F(WorkerTest, WholeBurstOnTheDefaultOrNonIpActionGoesOutAsItCame) {
+  make_worker();
+  for (bool non_ip : {false, true}) {
+    SCOPED_TRACE(non_ip ? "non-IP frames" : "frames on no rule");
+    std::vector<std::vector<uint8_t>> frames;
+    std::vector<rte_mbuf*> pkts;
+    uint64_t bytes = 0;
+    for (int i = 0; i < 32; ++i) {
+      const size_t len = 64 + static_cast<size_t>(i);  // lengths tell them apart
+      if (non_ip) {
+        std::vector<uint8_t> f(len, 0x5a);
+        packet::write_eth(f.data(), {2, 0, 0, 0, 0, 2}, {2, 0, 0, 0, 0, 1}, 0x0806);  // ARP
+        frames.push_back(f);
+      } else {
+        frames.push_back(udp_frame(80, len));
+      }
+      bytes += len;
+      pkts.push_back(mbuf_of(frames.back()));
+    }
+    process_burst(w_, 0, pkts.data(), 32, rte_rdtsc());
+    worker_flush(w_);
+    EXPECT_EQ(sent(non_ip ? 0 : 1), frames);
+    EXPECT_TRUE(sent(non_ip ? 1 : 0).empty());
+    const auto& count = non_ip ? w_.counters.non_ip : w_.counters.fallback;
+    EXPECT_EQ(count.packets.get(), 32u);
+    EXPECT_EQ(count.bytes.get(), bytes);
+  }
+  EXPECT_EQ(w_.counters.fallback.packets.get(), 32u) << "the non-IP burst counted as default";
+  for (size_t d = 0; d < stats::kDropCount; ++d) EXPECT_EQ(w_.counters.drops[d].get(), 0u);
 }
 
 // An empty burst does nothing and reads nothing: no count, no TSC read, no result looked at.
