@@ -139,6 +139,7 @@ Result<void> worker_prepare(Worker& w, const std::vector<uint16_t>& port_ids, in
     if (q.spread != nullptr) prepare_hand_off(w, q);
   }
   w.drain_cycles = (rte_get_tsc_hz() + 1'000'000 - 1) / 1'000'000 * kDrainUs;
+  w.hand_off_wait_cycles = rte_get_tsc_hz() / 1'000'000 * kHandOffWaitUs;
   w.ns_per_cycle = 1e9 / static_cast<double>(rte_get_tsc_hz());
   return {};
 }
@@ -473,6 +474,7 @@ uint64_t spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
     // workers on net_pcap, though faster on sluice-bench-ring.
     HandOffStage& s = h.to[k];
     unsigned fill = s.n;
+    if (fill == 0) s.since = rx_tsc;
     for (; bits != 0; bits &= bits - 1) {
       rte_mbuf* m = pkts[__builtin_ctzll(bits)];
       m->hash.rss = static_cast<uint32_t>(rx_tsc);
@@ -480,6 +482,12 @@ uint64_t spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
     }
     s.n = static_cast<uint16_t>(fill);
     if (fill >= w.burst) send_stage(w, q.spread[k], s);
+  }
+  // Stages whose oldest packet has waited long enough go now, however full.
+  for (unsigned k = 0; k < w.nb_workers; ++k) {
+    HandOffStage& s = h.to[k];
+    if (s.n != 0 && rx_tsc - s.since > w.hand_off_wait_cycles) [[unlikely]]
+      send_stage(w, q.spread[k], s);
   }
   // What is left is this worker's own share.
   std::array<rte_mbuf*, kMaxBurst> batch;

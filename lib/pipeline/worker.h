@@ -34,6 +34,8 @@ inline constexpr unsigned kMaxPorts = 32;
 inline constexpr unsigned kMaxWorkers = 64;
 // TX buffers are flushed at least this often (l3fwd uses the same order of magnitude).
 inline constexpr unsigned kDrainUs = 100;
+// The longest a packet waits in a hand-off stage while its distributor is busy (HandOffStage).
+inline constexpr unsigned kHandOffWaitUs = 10;
 // At stop, the longest a worker waits for the producers of its inboxes to stop handing packets
 // on (a stuck one never does); well inside the main lcore's limit for a worker to return.
 inline constexpr unsigned kStopDrainMs = 1000;
@@ -63,8 +65,11 @@ struct Inbox {
 // time, and the spreading worker's rate fell 4x (scale --mode ring on 16 CPUs, 2026-12-04). The
 // stage sends a worker's packets when a burst's worth is there, when a poll round brings nothing
 // new, at housekeeping (kDrainUs) and at stop: the policy of the TX buffers.
+// A stage also goes out once its oldest packet has waited kHandOffWaitUs, so that a worker
+// with a small share of a loaded port (rounds never idle) is not held to the 100 us drain.
 struct HandOffStage {
   uint16_t n = 0;
+  uint64_t since = 0;                         // RX TSC of the oldest packet staged
   std::array<rte_mbuf*, 2 * kMaxBurst> pkts;  // below burst between calls, + one burst's share
 };
 
@@ -96,6 +101,8 @@ struct alignas(64) Worker {
   simd::ValidateBurstFn validate = nullptr;
   uint32_t flow_cache_entries = flow::FlowCache::kDefaultEntries;  // 0: every key to rte_acl
   uint64_t drain_cycles = 0;
+  // kHandOffWaitUs in TSC cycles (worker_prepare sets it; until then no stage ages out).
+  uint64_t hand_off_wait_cycles = UINT64_MAX;
   double ns_per_cycle = 0;
   // Capture hand-off (null: capture off): copies of packets whose rule says capture (and with
   // capture_malformed, of every packet that fails validation) go to the capture lcore as mbuf

@@ -348,6 +348,31 @@ TEST_F(SpreadTest, StagesABurstPerRingThenFlushes) {
   EXPECT_EQ(want, 48u);
 }
 
+// A stage also goes once its oldest packet has waited hand_off_wait_cycles, at the next burst
+// spread (whichever worker that burst is for); a stage younger than that stays.
+TEST_F(SpreadTest, AStageGoesOnceItsOldestPacketWaitedLongEnough) {
+  w_.burst = 32;
+  w_.hand_off_wait_cycles = 100;
+  const unsigned k0 = worker_of(hash_of(flows_[0]), 3);
+  unsigned other = 1;
+  while (worker_of(hash_of(flows_[other]), 3) == k0) ++other;
+  const unsigned k1 = worker_of(hash_of(flows_[other]), 3);
+  uint64_t seq = 0;
+  std::array<rte_mbuf*, 4> few;
+  for (auto& m : few) m = packet(0, seq++);
+  spread_burst(w_, q_, few.data(), few.size(), 1000);
+  for (auto& m : few) m = packet(other, seq++);
+  spread_burst(w_, q_, few.data(), few.size(), 1100);  // k0's waited 100: not more
+  EXPECT_EQ(rte_ring_count(rings_[k0]), 0u);
+  for (auto& m : few) m = packet(other, seq++);
+  spread_burst(w_, q_, few.data(), few.size(), 1101);
+  EXPECT_EQ(rte_ring_count(rings_[k0]), 4u) << "k0's stage waited 101 cycles";
+  EXPECT_EQ(rte_ring_count(rings_[k1]), 0u) << "k1's oldest waited 1";
+  EXPECT_EQ(w_.counters.handed_off.get(), 4u);
+  flush_hand_off(w_);
+  EXPECT_EQ(rte_ring_count(rings_[k1]), 8u);
+}
+
 // The receiver rebuilds the RX TSC from its 32 low bits: across a wrap of the low word, and a
 // stamp ahead of the receiver's TSC (skewed cores) waits nothing rather than 2^32 cycles.
 TEST(HandedStamp, RebuildsTheRxTsc) {
