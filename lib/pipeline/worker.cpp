@@ -14,6 +14,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
+#include <type_traits>
 
 #include "lib/capture/handoff.h"
 #include "lib/pipeline/distributor.h"
@@ -136,7 +138,8 @@ Result<void> worker_prepare(Worker& w, const std::vector<uint16_t>& port_ids, in
     w.cache = std::move(*c);
   }
   for (const auto& q : w.rx) {
-    if (q.spread != nullptr) prepare_hand_off(w, q);
+    if (q.spread == nullptr) continue;
+    if (auto r = prepare_hand_off(w, q, socket); !r) return r;
   }
   w.drain_cycles = (rte_get_tsc_hz() + 1'000'000 - 1) / 1'000'000 * kDrainUs;
   w.hand_off_wait_cycles = rte_get_tsc_hz() / 1'000'000 * kHandOffWaitUs;
@@ -152,10 +155,24 @@ void worker_release(Worker& w) {
   w.cache.reset();
 }
 
-void prepare_hand_off(Worker& w, const RxQueue& q) {
-  if (w.hand_off_of[q.port_index] != 0) return;
-  w.hand_off.push_back({q.port_index, q.spread, std::make_unique<HandOffStage[]>(w.nb_workers)});
+void HandOff::Free::operator()(HandOffStage* p) const noexcept {
+  rte_free(p);  // HandOffStage is trivially destructible
+}
+
+Result<void> prepare_hand_off(Worker& w, const RxQueue& q, int socket) {
+  static_assert(std::is_trivially_destructible_v<HandOffStage>);
+  if (w.hand_off_of[q.port_index] != 0) return {};
+  auto* mem = static_cast<HandOffStage*>(rte_zmalloc_socket(
+      "sluice_handoff", sizeof(HandOffStage) * w.nb_workers, RTE_CACHE_LINE_SIZE, socket));
+  if (mem == nullptr) {
+    return Error{fmt::format("worker on lcore {}: cannot allocate its hand-off stages on socket {}",
+                             w.lcore, socket)};
+  }
+  for (unsigned k = 0; k < w.nb_workers; ++k) new (&mem[k]) HandOffStage{};
+  w.hand_off.push_back(
+      {q.port_index, q.spread, std::unique_ptr<HandOffStage[], HandOff::Free>(mem)});
   w.hand_off_of[q.port_index] = static_cast<uint8_t>(w.hand_off.size());
+  return {};
 }
 
 namespace {
@@ -174,7 +191,19 @@ void send_stage(Worker& w, rte_ring* ring, HandOffStage& s) noexcept {
   s.n = 0;
 }
 
+void age_stages(Worker& w, HandOff& h, uint64_t now) noexcept {
+  for (unsigned k = 0; k < w.nb_workers; ++k) {
+    HandOffStage& s = h.to[k];
+    if (s.n != 0 && now - s.since > w.hand_off_wait_cycles) [[unlikely]]
+      send_stage(w, h.rings[k], s);
+  }
+}
+
 }  // namespace
+
+void age_hand_off(Worker& w, const RxQueue& q, uint64_t now) noexcept {
+  age_stages(w, w.hand_off[w.hand_off_of[q.port_index] - 1u], now);
+}
 
 void flush_hand_off(Worker& w) noexcept {
   for (auto& h : w.hand_off) {
@@ -484,11 +513,7 @@ uint64_t spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
     if (fill >= w.burst) send_stage(w, q.spread[k], s);
   }
   // Stages whose oldest packet has waited long enough go now, however full.
-  for (unsigned k = 0; k < w.nb_workers; ++k) {
-    HandOffStage& s = h.to[k];
-    if (s.n != 0 && rx_tsc - s.since > w.hand_off_wait_cycles) [[unlikely]]
-      send_stage(w, q.spread[k], s);
-  }
+  age_stages(w, h, rx_tsc);
   // What is left is this worker's own share.
   std::array<rte_mbuf*, kMaxBurst> batch;
   unsigned own = 0;
@@ -581,7 +606,12 @@ int worker_main(void* arg) {
     uint64_t tsc = now;
     for (const auto& q : w.rx) {
       const uint16_t n = rte_eth_rx_burst(q.port_id, q.queue, pkts.data(), w.burst);
-      if (n == 0) continue;
+      if (n == 0) {
+        // A busy worker (inbox, other queues) has no idle round to send what this queue's
+        // last bursts staged: the age limit still holds.
+        if (q.spread != nullptr) age_hand_off(w, q, tsc);
+        continue;
+      }
       received = true;
       if (q.spread != nullptr) {
         tsc = spread_burst(w, q, pkts.data(), n, tsc);

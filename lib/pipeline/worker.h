@@ -73,11 +73,15 @@ struct HandOffStage {
   std::array<rte_mbuf*, 2 * kMaxBurst> pkts;  // below burst between calls, + one burst's share
 };
 
-// The stages of one spreading port: one per worker (this worker's own is unused).
+// The stages of one spreading port: one per worker (this worker's own is unused), on the
+// worker's socket.
 struct HandOff {
+  struct Free {
+    void operator()(HandOffStage* p) const noexcept;
+  };
   uint8_t port_index = 0;
   rte_ring* const* rings = nullptr;  // RxQueue::spread
-  std::unique_ptr<HandOffStage[]> to;
+  std::unique_ptr<HandOffStage[], Free> to;
 };
 
 struct alignas(64) Worker {
@@ -166,9 +170,12 @@ uint64_t process_burst(Worker& w, uint8_t port_index, rte_mbuf** pkts, uint16_t 
 // Returns the TSC at its end, or rx_tsc when it processed nothing itself.
 uint64_t spread_burst(Worker& w, const RxQueue& q, rte_mbuf** pkts, uint16_t n,
                       uint64_t rx_tsc) noexcept;
-// The hand-off stages for q (q.spread set, nb_workers known); worker_prepare calls it for each
-// RX queue in w.rx that spreads. Idempotent per port.
-void prepare_hand_off(Worker& w, const RxQueue& q);
+// The hand-off stages for q (q.spread set, nb_workers known), on socket; worker_prepare calls
+// it for each RX queue in w.rx that spreads. Idempotent per port.
+Result<void> prepare_hand_off(Worker& w, const RxQueue& q, int socket);
+// Sends the stages of q's port whose oldest packet has waited hand_off_wait_cycles at TSC now
+// (spread_burst does this after each burst; the worker also on an empty poll of q).
+void age_hand_off(Worker& w, const RxQueue& q, uint64_t now) noexcept;
 // Puts what the hand-off stages hold in the workers' rings (full: ring_full).
 void flush_hand_off(Worker& w) noexcept;
 // Sends whatever the TX buffers hold, after what the hand-off stages hold.

@@ -122,7 +122,10 @@ int main(int argc, char** argv) {
   w.flow_hash_burst = burst_hash;
   sluice::pipeline::RxQueue q{};
   q.spread = rings.data();
-  sluice::pipeline::prepare_hand_off(w, q);
+  if (!sluice::pipeline::prepare_hand_off(w, q, SOCKET_ID_ANY)) {
+    std::fprintf(stderr, "sluice-bench-ring: cannot allocate the hand-off stages\n");
+    return 2;
+  }
 
   std::vector<double> ring_c, handoff_c, hash_c, mixed_c;
   std::array<rte_mbuf*, kBurst> out;

@@ -210,7 +210,7 @@ class SpreadTest : public ::testing::Test {
     w_.flow_hash_burst = simd::flow_hash_fn(simd::best_kernel(256));
     q_.port_index = 0;
     q_.spread = rings_.data();
-    prepare_hand_off(w_, q_);
+    ASSERT_TRUE(prepare_hand_off(w_, q_, SOCKET_ID_ANY).ok());
     std::mt19937 rng(1);
     while (flows_.size() < 16) {
       Tuple t = random_tuple(rng, flows_.size() % 3 == 0);
