@@ -153,6 +153,14 @@ void worker_release(Worker& w) {
     buf = nullptr;
   }
   w.cache.reset();
+  // A worker that stopped has sent its stages; what one that did not left is freed here.
+  for (auto& h : w.hand_off) {
+    for (unsigned k = 0; k < w.nb_workers; ++k) {
+      if (h.to[k].n != 0) rte_pktmbuf_free_bulk(h.to[k].pkts.data(), h.to[k].n);
+    }
+  }
+  w.hand_off.clear();
+  w.hand_off_of = {};
 }
 
 void HandOff::Free::operator()(HandOffStage* p) const noexcept {

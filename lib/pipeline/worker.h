@@ -155,8 +155,8 @@ void use_kernel(Worker& w, simd::Kernel k) noexcept;
 // Allocates the worker's TX buffers (one per port, burst-sized) and its flow cache on socket.
 // port_ids maps config index to ethdev id.
 Result<void> worker_prepare(Worker& w, const std::vector<uint16_t>& port_ids, int socket);
-// Frees the TX buffers and the flow cache (call after worker_flush, once the lcore has
-// returned).
+// Frees the TX buffers, the flow cache and the hand-off stages with any mbufs still in them
+// (call after worker_flush, once the lcore has returned).
 void worker_release(Worker& w);
 
 // Processes one received burst from port_index: every mbuf is sent, handed on, or freed; n
