@@ -373,6 +373,49 @@ TEST_F(SpreadTest, AStageGoesOnceItsOldestPacketWaitedLongEnough) {
   EXPECT_EQ(rte_ring_count(rings_[k1]), 8u);
 }
 
+// One worker spreading two ports keeps a set of stages per port: each port's packets reach
+// that port's rings only, and flush_hand_off sends both sets.
+TEST_F(SpreadTest, TwoSpreadingPortsKeepTheirOwnStages) {
+  w_.burst = 32;
+  std::array<rte_ring*, 3> other{};
+  for (int k = 0; k < 2; ++k) {
+    static int made = 0;
+    other[k] = rte_ring_create(("sp2r" + std::to_string(made++)).c_str(), kRing, SOCKET_ID_ANY,
+                               RING_F_SP_ENQ | RING_F_SC_DEQ);
+    ASSERT_NE(other[k], nullptr);
+  }
+  RxQueue q2;
+  q2.port_index = 5;
+  q2.spread = other.data();
+  ASSERT_TRUE(prepare_hand_off(w_, q2, SOCKET_ID_ANY).ok());
+  ASSERT_TRUE(prepare_hand_off(w_, q2, SOCKET_ID_ANY).ok());  // idempotent
+  EXPECT_EQ(w_.hand_off.size(), 2u);
+  uint64_t seq = 0;
+  std::array<rte_mbuf*, 6> a, b;
+  for (unsigned i = 0; i < a.size(); ++i) a[i] = packet(i, seq++);
+  for (unsigned i = 0; i < b.size(); ++i) b[i] = packet(i, 100 + seq++);  // seq >= 100: port 5
+  spread_burst(w_, q_, a.data(), a.size(), 1);
+  spread_burst(w_, q2, b.data(), b.size(), 2);
+  flush_hand_off(w_);
+  unsigned on0 = 0, on5 = 0;
+  for (unsigned k = 0; k < 2; ++k) {
+    rte_mbuf* m;
+    while (rte_ring_sc_dequeue(rings_[k], reinterpret_cast<void**>(&m)) == 0) {
+      EXPECT_LT(m->dynfield1[8], 100u) << "port 5's packet in port 0's ring";
+      ++on0;
+      rte_pktmbuf_free(m);
+    }
+    while (rte_ring_sc_dequeue(other[k], reinterpret_cast<void**>(&m)) == 0) {
+      EXPECT_GE(m->dynfield1[8], 100u) << "port 0's packet in port 5's ring";
+      ++on5;
+      rte_pktmbuf_free(m);
+    }
+    rte_ring_free(other[k]);
+  }
+  EXPECT_EQ(on0, a.size());
+  EXPECT_EQ(on5, b.size());
+}
+
 // The receiver rebuilds the RX TSC from its 32 low bits: across a wrap of the low word, and a
 // stamp ahead of the receiver's TSC (skewed cores) waits nothing rather than 2^32 cycles.
 TEST(HandedStamp, RebuildsTheRxTsc) {
