@@ -14,7 +14,7 @@
 //   shuffle into key bytes [0, 32), the burst's in_port and the flags OR-ed in, and a constant
 //   for [32, 48) (offsets; fragment and padding zero).
 // - Flow hashes (key_hash) of the eight lanes at once: addresses, ports and protocol are
-//   already dwords of the transposed registers, so hash_mix is a few shifts and six vector
+//   already dwords of the transposed registers, so hash_mix is a few shifts and four vector
 //   multiplies per eight packets instead of a scalar pass over the stored keys.
 // Packets the fast path does not take, in the same burst and order:
 // - IPv6 (untagged or one 0x8100 tag) without extension headers, TCP or UDP: a per-packet path
@@ -93,8 +93,6 @@ struct alignas(32) Constants {
   Vec hash_ports = splat<32>(kHashPorts);
   Vec hash_src = splat<32>(kHashSrc);
   Vec hash_dst = splat<32>(kHashDst);
-  Vec fmix1 = splat<32>(kHashFmix1);
-  Vec fmix2 = splat<32>(kHashFmix2);
 };
 
 // What depends on the burst's ingress port, built once per burst: key bytes 0..31's flags
@@ -178,11 +176,10 @@ inline Lengths load_mbuf_lengths(const void* const* m, const Constants& c) noexc
 // hash_mix on eight lanes.
 inline __m256i hash_lanes(__m256i head, __m256i ports, __m256i src, __m256i dst,
                           const Constants& c) noexcept {
-  const __m256i h = _mm256_add_epi32(_mm256_add_epi32(_mm256_mullo_epi32(head, ld(c.hash_head)),
-                                                      _mm256_mullo_epi32(ports, ld(c.hash_ports))),
-                                     _mm256_add_epi32(_mm256_mullo_epi32(src, ld(c.hash_src)),
-                                                      _mm256_mullo_epi32(dst, ld(c.hash_dst))));
-  return fmix_lanes(h, ld(c.fmix1), ld(c.fmix2));
+  return _mm256_add_epi32(_mm256_add_epi32(_mm256_mullo_epi32(head, ld(c.hash_head)),
+                                           _mm256_mullo_epi32(ports, ld(c.hash_ports))),
+                          _mm256_add_epi32(_mm256_mullo_epi32(src, ld(c.hash_src)),
+                                           _mm256_mullo_epi32(dst, ld(c.hash_dst))));
 }
 
 // The vector step on eight packets whose first bytes are at data[k] (kBlank for lanes not in

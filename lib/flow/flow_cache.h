@@ -68,12 +68,15 @@ class FlowCache {
   Counts classify(const FlowTable& table, uint64_t gen, const simd::FlowKey* const* keys,
                   uint16_t n, uint32_t* out) noexcept;
 
-  // The bucket of a key: the low bits of its key_hash (mixed down from every key bit). The
-  // compare is on the whole key, so a bucket two keys share costs a way, never an answer.
+  // The bucket of a key: the high bits of its key_hash (the bits every key bit reaches, see
+  // validate.h). The compare is on the whole key, so a bucket two keys share costs a way, never
+  // an answer.
   uint32_t bucket_of(const simd::FlowKey& key) const noexcept {
     return bucket_of_hash(simd::key_hash(key));
   }
-  uint32_t bucket_of_hash(uint32_t hash) const noexcept { return hash & mask_; }
+  uint32_t bucket_of_hash(uint32_t hash) const noexcept {
+    return static_cast<uint32_t>(uint64_t{hash} >> shift_);
+  }
   void prefetch(uint32_t bucket) const noexcept { __builtin_prefetch(&buckets_[bucket]); }
 
   // Whether the bucket holds key under generation gen; then *result is its classify answer.
@@ -150,6 +153,7 @@ class FlowCache {
   FlowCache() = default;
   Bucket* buckets_ = nullptr;
   uint32_t mask_ = 0;            // buckets - 1
+  uint32_t shift_ = 32;          // 32 - log2(buckets): a hash's top bits index a bucket
   uint32_t window_packets_ = 0;  // looked up in this window
   uint32_t window_misses_ = 0;
   uint32_t bypass_left_ = 0;  // packets still to send straight to rte_acl

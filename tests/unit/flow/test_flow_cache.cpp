@@ -245,10 +245,11 @@ TEST(FlowCache, AGenerationNeverSeesAnotherGenerationsAnswers) {
   EXPECT_EQ(got, want2);
 }
 
-// The buckets come from the low bits of key_hash: keys that differ only in a few low or high
+// The buckets come from the high bits of key_hash: keys that differ only in a few low or high
 // bits of one field (a /24 of hosts, a range of ports, one address byte, the ingress port)
-// must spread over the buckets about as random keys would (1 - 1/e of them used, 63%, for as
-// many keys as buckets), not pile up in a few because a field's bits never reach the index.
+// must spread over the buckets at least as well as random keys would (1 - 1/e of them used,
+// 63%, for as many keys as buckets; multiplicative hashing spreads a run of values more evenly
+// than that), not pile up in a few because a field's bits never reach the index.
 TEST(FlowCache, BucketsSpreadStructuredKeys) {
   auto c = cache_of(8192);  // 4096 buckets
   ASSERT_TRUE(c);
@@ -279,10 +280,7 @@ TEST(FlowCache, BucketsSpreadStructuredKeys) {
   const double both = used_share([](simd::FlowKey& k, unsigned i) {
     k.dst[0] = static_cast<uint8_t>(i >> 6), k.in_port = static_cast<uint8_t>(i & 63);
   });
-  for (double share : {host, sport, dport, both}) {
-    EXPECT_GT(share, 0.58);
-    EXPECT_LT(share, 0.68);
-  }
+  for (double share : {host, sport, dport, both}) EXPECT_GT(share, 0.58);
 }
 
 // Two flows whose keys share a bucket both stay cached (two ways); a third one evicts the
