@@ -7,9 +7,12 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,6 +22,7 @@
 #include "lib/capture/handoff.h"
 #include "lib/flow/rule_store.h"
 #include "lib/packet/frame_builder.h"
+#include "lib/pipeline/distributor.h"
 #include "lib/pipeline/worker.h"
 #include "lib/sys/tsan.h"
 
@@ -28,14 +32,14 @@ namespace {
 constexpr unsigned kPoolSize = 1023;
 
 // Ethernet + IPv4 + UDP, 64 bytes, valid checksum; dst port given.
-std::vector<uint8_t> udp_frame(uint16_t dport, size_t len = 64) {
+std::vector<uint8_t> udp_frame(uint16_t dport, size_t len = 64, uint16_t sport = 12345) {
   std::vector<uint8_t> f(len, 0);
   packet::Frame spec;
   spec.dst = {2, 0, 0, 0, 0, 2};
   spec.src = {2, 0, 0, 0, 0, 1};
   spec.src_ip = {10, 0, 0, 1};
   spec.dst_ip = {192, 168, 1, 1};
-  spec.sport = 12345;
+  spec.sport = sport;
   spec.dport = dport;
   packet::write_frame(f.data(), spec, static_cast<uint32_t>(len - packet::frame_header_len(spec)));
   return f;
@@ -57,13 +61,22 @@ class WorkerTest : public ::testing::Test {
                                RING_F_SP_ENQ | RING_F_SC_DEQ);
       ASSERT_NE(rx_[p], nullptr);
       ASSERT_NE(tx_[p], nullptr);
-      int id = rte_eth_from_rings(name.c_str(), &rx_[p], 1, &tx_[p], 1, SOCKET_ID_ANY);
+      // A second TX queue (tx2_) for a second worker, when a test asks for one.
+      if (tx_queues_ == 2) {
+        tx2_[p] = rte_ring_create((name + "tx2").c_str(), tx_ring_size_, SOCKET_ID_ANY,
+                                  RING_F_SP_ENQ | RING_F_SC_DEQ);
+        ASSERT_NE(tx2_[p], nullptr);
+      }
+      rte_ring* txs[2] = {tx_[p], tx2_[p]};
+      int id = rte_eth_from_rings(name.c_str(), &rx_[p], 1, txs, tx_queues_, SOCKET_ID_ANY);
       ASSERT_GE(id, 0);
       port_ids_.push_back(static_cast<uint16_t>(id));
       rte_eth_conf conf{};
-      ASSERT_EQ(rte_eth_dev_configure(id, 1, 1, &conf), 0);
+      ASSERT_EQ(rte_eth_dev_configure(id, 1, static_cast<uint16_t>(tx_queues_), &conf), 0);
       ASSERT_EQ(rte_eth_rx_queue_setup(id, 0, 64, SOCKET_ID_ANY, nullptr, pool_), 0);
-      ASSERT_EQ(rte_eth_tx_queue_setup(id, 0, 64, SOCKET_ID_ANY, nullptr), 0);
+      for (uint16_t t = 0; t < tx_queues_; ++t) {
+        ASSERT_EQ(rte_eth_tx_queue_setup(id, t, 64, SOCKET_ID_ANY, nullptr), 0);
+      }
       ASSERT_EQ(rte_eth_dev_start(id), 0);
     }
   }
@@ -71,6 +84,9 @@ class WorkerTest : public ::testing::Test {
   void TearDown() override {
     if (store_) worker_release(w_);
     for (auto* r : tx_) drain(r);
+    for (auto* r : tx2_) {
+      if (r != nullptr) drain(r);
+    }
     EXPECT_EQ(rte_mempool_avail_count(pool_), kPoolSize) << "an mbuf leaked";
     for (uint16_t id : port_ids_) {
       rte_eth_dev_stop(id);
@@ -79,6 +95,7 @@ class WorkerTest : public ::testing::Test {
     for (int p = 0; p < 2; ++p) {
       rte_ring_free(rx_[p]);
       rte_ring_free(tx_[p]);
+      rte_ring_free(tx2_[p]);
     }
     rte_mempool_free(pool_);
   }
@@ -88,7 +105,11 @@ class WorkerTest : public ::testing::Test {
   // Sets up w (the fixture's worker unless given) with a new rule store.
   void make_worker(uint16_t burst = 32, uint32_t flow_cache = flow::FlowCache::kDefaultEntries,
                    Worker* w = nullptr, bool capture = false) {
-    Worker& wk = w != nullptr ? *w : w_;
+    make_rules(1, capture);
+    prepare(w != nullptr ? *w : w_, burst, flow_cache);
+  }
+  // The rules above in a new store_ with counters for this many workers.
+  void make_rules(size_t workers = 1, bool capture = false) {
     config::Flows flows;
     flows.fallback = {config::Action::kForward, 1};
     flows.non_ip = {config::Action::kForward, 0};
@@ -108,9 +129,13 @@ class WorkerTest : public ::testing::Test {
     const config::Rule ntp = udp_rule("ntp", 123, config::Action::kForward);
     flows.rules = {dns, telnet, ntp};
     auto s = flow::RuleStore::create(std::make_shared<const config::Flows>(std::move(flows)),
-                                     {SOCKET_ID_ANY}, SOCKET_ID_ANY, "wt");
+                                     std::vector<int>(workers, SOCKET_ID_ANY), SOCKET_ID_ANY, "wt");
     ASSERT_TRUE(s.ok()) << s.error();
     store_ = std::move(*s);
+  }
+  // A worker on store_'s rules, prepared (its RX queues, inbox and index set before, if any).
+  void prepare(Worker& wk, uint16_t burst = 32,
+               uint32_t flow_cache = flow::FlowCache::kDefaultEntries) {
     wk.burst = burst;
     wk.rules = store_->published();
     wk.stop = &stop_;
@@ -173,9 +198,11 @@ class WorkerTest : public ::testing::Test {
   const stats::PacketBytes& hits(size_t rule) const { return store_->current().hits[0][rule]; }
 
   unsigned tx_ring_size_ = 1024;
+  uint16_t tx_queues_ = 1;
   rte_mempool* pool_ = nullptr;
   rte_ring* rx_[2]{};
   rte_ring* tx_[2]{};
+  rte_ring* tx2_[2]{};  // TX queue 1 of each port (tx_queues_ 2)
   std::vector<uint16_t> port_ids_;
   std::unique_ptr<flow::RuleStore> store_;
   std::atomic<bool> stop_{false};
@@ -636,6 +663,140 @@ TEST_F(WorkerStopTest, AProducerThatNeverStopsIsWaitedForOnlySoLong) {
   EXPECT_LT(took, std::chrono::seconds(5));
   EXPECT_EQ(rte_ring_count(inbox_), 0u) << "what was there was not processed";
   EXPECT_EQ(sent(1).size(), 10u);
+}
+
+// distribute: ring end to end inside worker_main: worker 0 polls the port and spreads each burst
+// by the symmetric flow hash, worker 1 takes its share from its inbox; each sends on its own TX
+// queue. Every packet of a flow goes out of the worker its hash names, in arrival order; the
+// counts add up exactly; with the receiver slowed, what its full ring refused is counted as
+// ring_full, and nothing else is lost.
+class RingDistributeTest : public WorkerTest {
+ protected:
+  RingDistributeTest() { tx_queues_ = 2; }
+  void TearDown() override {
+    if (store_) worker_release(r_);
+    if (ring_ != nullptr) {
+      drain(ring_);
+      rte_ring_free(ring_);
+    }
+    WorkerTest::TearDown();
+  }
+
+  // Worker 0 (w_) spreads port 0 over itself and r_ through a ring of ring_size slots.
+  void start(unsigned ring_size, uint64_t receiver_slow_cycles = 0) {
+    static int instance = 0;
+    ring_ = rte_ring_create(("wt_spread" + std::to_string(++instance)).c_str(), ring_size,
+                            SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    ASSERT_NE(ring_, nullptr);
+    spread_ = {nullptr, ring_};
+    make_rules(2);
+    for (unsigned k = 0; k < 2; ++k) {
+      Worker& w = k == 0 ? w_ : r_;
+      w.index = k;
+      w.nb_workers = 2;
+      w.tx_queue = static_cast<uint16_t>(k);
+    }
+    w_.rx = {RxQueue{port_ids_[0], 0, 0, spread_.data(), nullptr}};
+    r_.inbox = {Inbox{ring_, 0, &w_.rx_stopped}};
+    prepare(w_);
+    prepare(r_);
+    // The kernels the appliance would pick on this CPU (the scalar ones are tested elsewhere).
+    use_kernel(w_, simd::best_kernel(256));
+    use_kernel(r_, simd::best_kernel(256));
+    r_.test_slow_cycles = receiver_slow_cycles;
+  }
+
+  // kPackets packets of kFlows UDP flows taken in turn (flow = seq % kFlows, told apart by the
+  // source port), each with its sequence number in the mbuf's last dynfield word; both workers
+  // run until every packet is accounted for (sent, or refused by a full ring), then stop.
+  void run() {
+    for (unsigned i = 0; i < kPackets; ++i) {
+      rte_mbuf* m = mbuf_of(udp_frame(80, 64, static_cast<uint16_t>(1000 + i % kFlows)));
+      m->dynfield1[8] = i;  // the last, unregistered: no one uses it
+      ASSERT_EQ(rte_ring_sp_enqueue(rx_[0], m), 0);
+    }
+    std::thread t0([this] { worker_main(&w_); });
+    std::thread t1([this] { worker_main(&r_); });
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (accounted() < kPackets && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    stop_ = true;
+    t0.join();
+    t1.join();
+  }
+  uint64_t ring_full() const {
+    return w_.counters.drops[static_cast<size_t>(stats::Drop::kRingFull)].get();
+  }
+  uint64_t accounted() const {
+    return w_.counters.rx_packets.get() + r_.counters.rx_packets.get() + ring_full();
+  }
+
+  // What worker k sent out of port 1 (default action: forward to port 1): per flow (source
+  // port), the sequence numbers in the order they went out. Asserts each packet's worker is
+  // the one its flow hash names.
+  std::map<uint16_t, std::vector<uint32_t>> sent_by(unsigned k) {
+    std::map<uint16_t, std::vector<uint32_t>> out;
+    rte_ring* tx = k == 0 ? tx_[1] : tx2_[1];
+    void* obj;
+    while (rte_ring_dequeue(tx, &obj) == 0) {
+      auto* m = static_cast<rte_mbuf*>(obj);
+      const auto* f = rte_pktmbuf_mtod(m, const uint8_t*);
+      const auto sport = static_cast<uint16_t>(f[34] << 8 | f[35]);
+      EXPECT_EQ(worker_of(flow_hash(m), 2), k) << "flow " << sport << " on the wrong worker";
+      out[sport].push_back(m->dynfield1[8]);
+      rte_pktmbuf_free(m);
+    }
+    return out;
+  }
+
+  static constexpr unsigned kPackets = 640, kFlows = 16;
+  Worker r_;  // the receiver
+  rte_ring* ring_ = nullptr;
+  std::array<rte_ring*, 2> spread_{};
+};
+
+TEST_F(RingDistributeTest, EachFlowGoesOutOfItsWorkerInOrder) {
+  start(1024);
+  run();
+  EXPECT_TRUE(w_.exited.load() && r_.exited.load());
+  EXPECT_EQ(ring_full(), 0u);
+  const auto own = sent_by(0), handed = sent_by(1);
+  ASSERT_FALSE(own.empty()) << "worker 0 kept no flow: the test shows nothing";
+  ASSERT_FALSE(handed.empty()) << "worker 0 handed no flow on";
+  size_t n_own = 0, n_handed = 0;
+  for (const auto* side : {&own, &handed}) {
+    for (const auto& [sport, seqs] : *side) {
+      EXPECT_EQ(seqs.size(), kPackets / kFlows) << "flow " << sport << " lost or split packets";
+      EXPECT_TRUE(std::is_sorted(seqs.begin(), seqs.end())) << "flow " << sport << " reordered";
+      (side == &own ? n_own : n_handed) += seqs.size();
+    }
+  }
+  EXPECT_EQ(n_own + n_handed, kPackets);
+  EXPECT_EQ(w_.counters.rx_packets.get(), n_own);
+  EXPECT_EQ(r_.counters.rx_packets.get(), n_handed);
+  EXPECT_EQ(w_.counters.handed_off.get(), n_handed);
+  EXPECT_EQ(rte_ring_count(ring_), 0u) << "packets left in the hand-off ring";
+}
+
+TEST_F(RingDistributeTest, ASlowReceiversFullRingIsCountedAndNothingElseIsLost) {
+  start(64, rte_get_tsc_hz() / 2000);  // the receiver: 0.5 ms a packet; its ring holds 63
+  run();
+  EXPECT_GT(ring_full(), 0u) << "the slowed receiver's ring never filled";
+  const auto own = sent_by(0), handed = sent_by(1);
+  size_t n_own = 0, n_handed = 0;
+  for (const auto& [sport, seqs] : own) {
+    EXPECT_EQ(seqs.size(), kPackets / kFlows)
+        << "the spreader's own flow " << sport << " lost some";
+    n_own += seqs.size();
+  }
+  for (const auto& [sport, seqs] : handed) {
+    EXPECT_TRUE(std::is_sorted(seqs.begin(), seqs.end())) << "flow " << sport << " reordered";
+    n_handed += seqs.size();
+  }
+  EXPECT_EQ(r_.counters.rx_packets.get(), n_handed);
+  EXPECT_EQ(w_.counters.handed_off.get(), n_handed) << "handed_off counts what the ring took";
+  EXPECT_EQ(n_own + n_handed + ring_full(), kPackets);
 }
 
 class WorkerTxFullTest : public WorkerTest {
