@@ -189,6 +189,15 @@ int main(int argc, char** argv) {
   std::printf("ring %.2f\nhandoff %.2f\nhash %.2f\nhash_mixed %.2f\nrefused %lu\n", median(ring_c),
               median(handoff_c), median(hash_c), median(mixed_c),
               static_cast<unsigned long>(refused));
+  // What the stages still hold goes to the rings, the rings are emptied (every mbuf there is
+  // one of pkts), and the worker's stages are freed while DPDK's heap still exists.
+  sluice::pipeline::flush_hand_off(w);
+  for (rte_ring* r : rings) {
+    while (r != nullptr && rte_ring_sc_dequeue_burst(r, reinterpret_cast<void**>(out.data()),
+                                                     kBurst, nullptr) != 0) {
+    }
+  }
+  sluice::pipeline::worker_release(w);
   for (rte_mbuf* m : pkts) rte_pktmbuf_free(m);
   for (rte_ring* r : rings) rte_ring_free(r);
   rte_mempool_free(pool);
