@@ -7,6 +7,8 @@ after printing nothing).
 
 - sluice-bench-ring: every figure printed (ring, handoff, hash, hash_mixed as positive cycle
   counts), nothing refused, exit 0.
+- sluice-bench-classify: 100 rules and a trace of 4,096 packets: a cycles figure, and one answer
+  per packet in --results.
 - sluice-bench-stages: BM_Worker and BM_Validate/BM_ValidateMbufs on udp64 for every kernel,
   at a minimum time; none may report an error (each checks its keys, hashes and verdicts
   against the scalar reference before timing, and BM_Worker that every burst came back whole).
@@ -17,6 +19,11 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "bench"))
+from classify import trace  # noqa: E402
+from rules import flows_yaml, rule_list  # noqa: E402
 
 failures = 0
 
@@ -45,6 +52,23 @@ def main():
     check("sluice-bench-ring prints ring, handoff, hash and hash_mixed, each > 0",
           all(float(vals.get(k, 0)) > 0 for k in ("ring", "handoff", "hash", "hash_mixed")), p.stdout)
     check("sluice-bench-ring: no packet refused", vals.get("refused") == "0", p.stdout)
+
+    cls = os.path.join(args.build, "tools", "sluice-bench-classify")
+    with tempfile.TemporaryDirectory(prefix="sluice-t-bench-") as d:
+        rules = rule_list(100)
+        with open(f"{d}/flows.yaml", "w") as f:
+            f.write(flows_yaml(100, rules=rules))
+        with open(f"{d}/trace.txt", "w") as f:
+            f.write(trace(rules, 4096))
+        p = subprocess.run([cls, "--flows", f"{d}/flows.yaml", "--trace", f"{d}/trace.txt", "--iter", "2",
+                            "--step", "32", "-m", "256", "--results", f"{d}/results.txt"],
+                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        check(f"sluice-bench-classify exits 0 (got {p.returncode})", p.returncode == 0, p.stdout + p.stderr)
+        m = re.search(r"([\d.]+) cycles/pkt", p.stdout)
+        check("sluice-bench-classify prints its cycles per packet", m is not None and float(m.group(1)) > 0,
+              p.stdout)
+        answers = open(f"{d}/results.txt").read().split() if os.path.exists(f"{d}/results.txt") else []
+        check(f"sluice-bench-classify: one answer per packet ({len(answers)} of 4096)", len(answers) == 4096)
 
     stages = os.path.join(args.build, "tools", "sluice-bench-stages")
     if not os.path.exists(stages):
