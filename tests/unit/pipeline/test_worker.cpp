@@ -105,7 +105,7 @@ class WorkerTest : public ::testing::Test {
   // Sets up w (the fixture's worker unless given) with a new rule store.
   void make_worker(uint16_t burst = 32, uint32_t flow_cache = flow::FlowCache::kDefaultEntries,
                    Worker* w = nullptr, bool capture = false) {
-    make_rules(1, capture);
+    ASSERT_NO_FATAL_FAILURE(make_rules(1, capture));
     prepare(w != nullptr ? *w : w_, burst, flow_cache);
   }
   // The rules above in a new store_ with counters for this many workers.
@@ -136,6 +136,7 @@ class WorkerTest : public ::testing::Test {
   // A worker on store_'s rules, prepared (its RX queues, inbox and index set before, if any).
   void prepare(Worker& wk, uint16_t burst = 32,
                uint32_t flow_cache = flow::FlowCache::kDefaultEntries) {
+    ASSERT_TRUE(store_) << "make_rules first";
     wk.burst = burst;
     wk.rules = store_->published();
     wk.stop = &stop_;
@@ -689,7 +690,7 @@ class RingDistributeTest : public WorkerTest {
                             SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
     ASSERT_NE(ring_, nullptr);
     spread_ = {nullptr, ring_};
-    make_rules(2);
+    ASSERT_NO_FATAL_FAILURE(make_rules(2));
     for (unsigned k = 0; k < 2; ++k) {
       Worker& w = k == 0 ? w_ : r_;
       w.index = k;
@@ -698,8 +699,8 @@ class RingDistributeTest : public WorkerTest {
     }
     w_.rx = {RxQueue{port_ids_[0], 0, 0, spread_.data(), nullptr}};
     r_.inbox = {Inbox{ring_, 0, &w_.rx_stopped}};
-    prepare(w_);
-    prepare(r_);
+    ASSERT_NO_FATAL_FAILURE(prepare(w_));
+    ASSERT_NO_FATAL_FAILURE(prepare(r_));
     // The kernels the appliance would pick on this CPU (the scalar ones are tested elsewhere).
     use_kernel(w_, simd::best_kernel(256));
     use_kernel(r_, simd::best_kernel(256));
@@ -757,8 +758,8 @@ class RingDistributeTest : public WorkerTest {
 };
 
 TEST_F(RingDistributeTest, EachFlowGoesOutOfItsWorkerInOrder) {
-  start(1024);
-  run();
+  ASSERT_NO_FATAL_FAILURE(start(1024));
+  ASSERT_NO_FATAL_FAILURE(run());
   EXPECT_TRUE(w_.exited.load() && r_.exited.load());
   EXPECT_EQ(ring_full(), 0u);
   const auto own = sent_by(0), handed = sent_by(1);
@@ -780,8 +781,9 @@ TEST_F(RingDistributeTest, EachFlowGoesOutOfItsWorkerInOrder) {
 }
 
 TEST_F(RingDistributeTest, ASlowReceiversFullRingIsCountedAndNothingElseIsLost) {
-  start(64, rte_get_tsc_hz() / 2000);  // the receiver: 0.5 ms a packet; its ring holds 63
-  run();
+  // The receiver: 0.5 ms a packet; its ring holds 63.
+  ASSERT_NO_FATAL_FAILURE(start(64, rte_get_tsc_hz() / 2000));
+  ASSERT_NO_FATAL_FAILURE(run());
   EXPECT_GT(ring_full(), 0u) << "the slowed receiver's ring never filled";
   const auto own = sent_by(0), handed = sent_by(1);
   size_t n_own = 0, n_handed = 0;
