@@ -2,10 +2,12 @@
 // appliance itself is app/appliance.h, its control loop app/control_loop.h. Only this file
 // decides to exit the process.
 
+#include <execinfo.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
+#include <rte_lcore.h>
 #include <rte_version.h>
 #include <unistd.h>
 
@@ -62,6 +64,53 @@ extern "C" void on_signal(int sig) {
   app::ReloadControl::wake();
 }
 
+// A fatal signal (a crash in sluice, a driver or DPDK): one line naming it, the lcore and the
+// faulting address, and the stack as raw frames (addr2line -e sluice -f -C ADDR, or
+// eu-addr2line --pid for the libraries), on stderr (the journal under systemd); then the
+// default action, so the process still dies of that signal and dumps core where enabled. Only
+// async-signal-safe calls: write(2), and backtrace(), loaded once at install (its first call
+// may allocate).
+void put(const char* s) noexcept {
+  const size_t n = std::strlen(s);
+  if (::write(STDERR_FILENO, s, n) < 0) return;  // nothing better to do in a dying process
+}
+void put_number(uint64_t v, unsigned base) noexcept {
+  char buf[24];
+  char* p = buf + sizeof buf;
+  *--p = '\0';
+  do {
+    *--p = "0123456789abcdef"[v % base];
+    v /= base;
+  } while (v != 0);
+  if (base == 16) put("0x");
+  put(p);
+}
+extern "C" void on_fatal(int sig, siginfo_t* info, void*) {
+  put("sluice: fatal signal ");
+  put(sigabbrev_np(sig) != nullptr ? sigabbrev_np(sig) : "?");
+  put(" (");
+  put_number(static_cast<uint64_t>(sig), 10);
+  put(") on lcore ");
+  const unsigned lcore = rte_lcore_id();
+  if (lcore == LCORE_ID_ANY) {
+    put("none (a non-EAL thread)");
+  } else {
+    put_number(lcore, 10);
+  }
+  if (info != nullptr && info->si_code > 0) {  // raised by the CPU: the address it faulted on
+    put(", address ");
+    put_number(reinterpret_cast<uintptr_t>(info->si_addr), 16);
+  } else if (info != nullptr) {
+    put(", sent by pid ");
+    put_number(static_cast<uint64_t>(info->si_pid), 10);
+  }
+  put("; backtrace:\n");
+  void* frames[64];
+  backtrace_symbols_fd(frames, backtrace(frames, 64), STDERR_FILENO);
+  // SA_RESETHAND put back the default action: raised again, the signal ends the process.
+  raise(sig);
+}
+
 // Installed before rte_eal_init: a SIGTERM during a slow EAL start (hugepage mapping, device
 // probing) stops sluice cleanly right after it instead of killing it halfway.
 void install_signals() {
@@ -69,6 +118,13 @@ void install_signals() {
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+  void* warm[1];
+  backtrace(warm, 1);  // loads libgcc's unwinder now, not inside the handler
+  struct sigaction fatal {};
+  fatal.sa_sigaction = on_fatal;
+  fatal.sa_flags = SA_SIGINFO | SA_RESETHAND;
+  sigemptyset(&fatal.sa_mask);
+  for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT}) sigaction(sig, &fatal, nullptr);
 }
 
 // --stats-out: written to a new temporary file beside the target and renamed over it, so a
