@@ -22,7 +22,6 @@ Result<std::unique_ptr<FlowCache>> FlowCache::create(uint32_t entries, int socke
     return Error{fmt::format("flow cache: cannot allocate {} KiB on socket {}",
                              sizeof(Bucket) * buckets / 1024, socket)};
   }
-  c->mask_ = buckets - 1;
   c->shift_ = static_cast<uint32_t>(32 - __builtin_ctz(buckets));
   return c;
 }

@@ -105,7 +105,7 @@ class FlowCache {
     b.way[0].result = result;
   }
 
-  uint32_t entries() const noexcept { return 2 * (mask_ + 1); }
+  uint32_t entries() const noexcept { return 2u << (32 - shift_); }
   // Whether the next classify stands aside (reads no hashes): then they need not be computed.
   bool bypassing() const noexcept { return bypass_left_ != 0; }
 
@@ -152,7 +152,6 @@ class FlowCache {
 
   FlowCache() = default;
   Bucket* buckets_ = nullptr;
-  uint32_t mask_ = 0;            // buckets - 1
   uint32_t shift_ = 32;          // 32 - log2(buckets): a hash's top bits index a bucket
   uint32_t window_packets_ = 0;  // looked up in this window
   uint32_t window_misses_ = 0;

@@ -26,17 +26,7 @@ import tempfile
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "bench"))
 from classify import ip_int, trace  # noqa: E402
 from rules import PROTO, flows_yaml, rank_order, rule_list  # noqa: E402
-
-failures = 0
-
-
-def check(what, ok, detail=""):
-    global failures
-    print(("PASS: " if ok else "FAIL: ") + what)
-    if not ok:
-        failures += 1
-        if detail:
-            print(detail[-3000:])
+from runner import check, report  # noqa: E402
 
 
 def reference(rules, trace_text):
@@ -126,9 +116,8 @@ def main():
         for b in runs:
             check(f"{b['name']}: no error", not b.get("error_occurred"), b.get("error_message", ""))
 
-    print(f"{failures} failed")
-    return 1 if failures else 0
+    report()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
