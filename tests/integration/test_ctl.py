@@ -138,8 +138,12 @@ def running(sluice, data, ctl_path):
                 return
             # The file goes through once; then wait for the snapshot (published every 0.5 s) to
             # show all of it and for capture's flush.
-            _, ports, _ = until(lambda: ctl.json("ports"), lambda r: r[1] and r[1]["in"]["rx_packets"] >= frames, 30)
+            until(lambda: ctl.json("ports"), lambda r: r[1] and r[1]["in"]["rx_packets"] >= frames, 30)
             time.sleep(1.2)
+            # Read the ports again now that the file is through: the snapshot that first showed
+            # every frame received can be one taken while the worker's last burst was between
+            # rte_eth_rx_burst and rte_eth_tx_burst, its TX counts not yet in.
+            _, ports, _ = ctl.json("ports")
             check(f"{tag}: ports --json: in received the whole file ({frames} frames)",
                   ports and ports["in"]["rx_packets"] == frames, json.dumps(ports))
 
