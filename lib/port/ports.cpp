@@ -1,9 +1,11 @@
 #include "lib/port/ports.h"
 
+#include <rte_alarm.h>
 #include <rte_dev.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
+#include <rte_interrupts.h>
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
@@ -15,6 +17,9 @@
 #include <spdlog/spdlog.h>
 
 #include <dlfcn.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -140,24 +145,29 @@ bool init_pdump() {
 namespace {
 
 std::atomic<rte_rcu_qsbr*> g_callback_readers{nullptr};
+// Waits in progress: set_callback_readers(nullptr) returns only once none still uses the old
+// variable (the rules' RCU, freed after it).
+std::atomic<unsigned> g_waiting{0};
 
 // Waits until every online worker has passed a quiescent state started now: none is still
-// inside a callback just unlinked from a queue.
-void wait_callback_readers(const char* what) {
-  rte_rcu_qsbr* q = g_callback_readers.load(std::memory_order_acquire);
-  if (q == nullptr) return;
-  const uint64_t token = rte_rcu_qsbr_start(q);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-  while (rte_rcu_qsbr_check(q, token, false) != 1) {
-    if (std::chrono::steady_clock::now() >= deadline) {
-      spdlog::warn(
-          "{}: a worker did not pass a quiescent state within 1 s (stalled?); the "
-          "callback is removed without waiting for it",
-          what);
-      return;
+// inside a burst (an RX or TX callback, a driver's burst function) that began before the call.
+// `what` names the caller, `otherwise` what happens when a stalled worker is given up on.
+void wait_callback_readers(const char* what, const char* otherwise) {
+  g_waiting.fetch_add(1);
+  rte_rcu_qsbr* q = g_callback_readers.load();
+  if (q != nullptr) {
+    const uint64_t token = rte_rcu_qsbr_start(q);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (rte_rcu_qsbr_check(q, token, false) != 1) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        spdlog::warn("{}: a worker did not pass a quiescent state within 1 s (stalled?); {}", what,
+                     otherwise);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
+  g_waiting.fetch_sub(1);
 }
 
 template <typename Fn>
@@ -168,7 +178,10 @@ Fn next_definition(const char* name) {
 }  // namespace
 
 void set_callback_readers(rte_rcu_qsbr* workers) {
-  g_callback_readers.store(workers, std::memory_order_release);
+  g_callback_readers.store(workers);
+  if (workers == nullptr) {
+    while (g_waiting.load() != 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
 }
 
 }  // namespace sluice::port
@@ -182,7 +195,10 @@ extern "C" int rte_eth_remove_rx_callback(uint16_t port_id, uint16_t queue_id,
   static const Fn real = sluice::port::next_definition<Fn>("rte_eth_remove_rx_callback");
   if (real == nullptr) return -ENOTSUP;
   const int r = real(port_id, queue_id, user_cb);
-  if (r == 0) sluice::port::wait_callback_readers("rte_eth_remove_rx_callback");
+  if (r == 0) {
+    sluice::port::wait_callback_readers("rte_eth_remove_rx_callback",
+                                        "the callback is removed without waiting for it");
+  }
   return r;
 }
 
@@ -192,8 +208,43 @@ extern "C" int rte_eth_remove_tx_callback(uint16_t port_id, uint16_t queue_id,
   static const Fn real = sluice::port::next_definition<Fn>("rte_eth_remove_tx_callback");
   if (real == nullptr) return -ENOTSUP;
   const int r = real(port_id, queue_id, user_cb);
-  if (r == 0) sluice::port::wait_callback_readers("rte_eth_remove_tx_callback");
+  if (r == 0) {
+    sluice::port::wait_callback_readers("rte_eth_remove_tx_callback",
+                                        "the callback is removed without waiting for it");
+  }
   return r;
+}
+
+// munmap on EAL's interrupt thread waits out the workers first: that is where net_memif handles
+// its control channel, and when a peer leaves (or dies) DPDK 22.11's memif_disconnect marks the
+// port down and then unmaps the peer's shared regions at once, while a worker that checked the
+// link just before may still be reading them in rte_eth_rx_burst or rte_eth_tx_burst: it
+// faulted (SIGSEGV in librte_net_memif; CI saw it once, a peer SIGKILLed in a loop with the
+// worker's CPU shared showed it within 20 kills). After a grace period every burst that began
+// before the port went down has ended, and later ones see it down and touch nothing. Any other
+// munmap (any thread but the interrupt thread, or no workers running) goes straight through; the
+// interrupt thread's others (rare: EAL alarms, device events) wait a quiescent state too, about
+// 100 us. The next munmap in the search order (libc's, or a sanitizer's interceptor) does the
+// unmapping.
+extern "C" int munmap(void* addr, size_t length) noexcept {
+  using Fn = int (*)(void*, size_t);
+  static std::atomic<Fn> real{nullptr};
+  // dlsym may itself unmap: a call made while this thread resolves it goes to the kernel.
+  static thread_local bool resolving = false;
+  Fn f = real.load(std::memory_order_acquire);
+  if (f == nullptr) {
+    if (resolving) return static_cast<int>(syscall(SYS_munmap, addr, length));
+    resolving = true;
+    f = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "munmap"));
+    resolving = false;
+    if (f == nullptr) return static_cast<int>(syscall(SYS_munmap, addr, length));
+    real.store(f, std::memory_order_release);
+  }
+  if (rte_thread_is_intr() != 0) {
+    sluice::port::wait_callback_readers("munmap on EAL's interrupt thread (a memif peer left)",
+                                        "the memory is unmapped without waiting for it");
+  }
+  return f(addr, length);
 }
 
 namespace sluice::port {
@@ -569,8 +620,34 @@ Result<void> Ports::start() {
   return {};
 }
 
+namespace {
+
+// Returns once EAL's interrupt thread has finished what it was handling when called (a
+// callback queued now runs after it): a net_memif disconnect under way there (its munmap waits
+// out the workers, see munmap below) must not run beside the stop and close of the same port
+// on this thread, which disconnect it too. At most 2 s (a stalled worker holds that wait 1 s).
+void settle_interrupt_thread() {
+  std::atomic<bool> ran{false};
+  auto mark = [](void* arg) { static_cast<std::atomic<bool>*>(arg)->store(true); };
+  if (rte_eal_alarm_set(1, mark, &ran) != 0) return;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (!ran.load()) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      // Cancelled (or already running: then rte_eal_alarm_cancel waits for it), so the
+      // callback never writes to this frame once it is gone.
+      rte_eal_alarm_cancel(mark, &ran);
+      spdlog::warn("EAL's interrupt thread is still busy after 2 s; stopping the ports anyway");
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+}
+
+}  // namespace
+
 void Ports::stop() {
   if (!started_) return;
+  settle_interrupt_thread();
   // A last reading with the links up: some drivers hide their counters once stopped.
   for (size_t i = 0; i < ports_.size(); ++i) stats(i);
   for (const auto& pi : ports_) {

@@ -72,6 +72,9 @@ PortInfo expected_distribution(const config::Appliance& app, const config::PortC
 // worker being stalled, after 1 s, logged). DPDK 22.11's rte_eth_remove_rx_callback does not
 // wait, and its rte_pdump relies on that; DPDK 25.11 fixed it in rte_pdump itself. null: no
 // wait (unit tests, or before the workers exist).
+// The same readers make munmap on EAL's interrupt thread wait (ports.cpp interposes on it):
+// net_memif unmaps a departed peer's shared memory there, under a worker still in its burst.
+// Setting null returns once no wait still uses the old readers.
 void set_callback_readers(rte_rcu_qsbr* workers);
 
 class Ports {

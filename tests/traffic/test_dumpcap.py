@@ -37,8 +37,6 @@ import traffic as T  # noqa: E402
 from runner import check, report  # noqa: E402
 from packets import read_pcap, write_pcap  # noqa: E402
 
-FLOWS = {"version": 1, "non_ip": {"action": "forward", "to": "out"},
-         "default": {"action": "forward", "to": "out"}, "rules": []}
 COUNT = 1000
 DETACHES = 12
 
@@ -95,7 +93,7 @@ def main():
         write_pcap(pcap, frames)
         sock = s.tmp / "in.sock"
         flows = s.tmp / "flows.yaml"
-        flows.write_text(T.yaml.safe_dump(FLOWS))
+        T.forward_all(flows, "out")
         cfg = T.sluice_config(s.tmp / "sluice.yaml", [("in", T.memif(0, "server", sock, 12)), ("out", "net_null0")],
                               flows)
         stats_path = s.tmp / "stats.json"

@@ -23,8 +23,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "traffic"))
 import traffic as T  # noqa: E402
 
-FORWARD_ALL = {"version": 1, "non_ip": {"action": "forward", "to": "lan"},
-               "default": {"action": "forward", "to": "lan"}, "rules": []}
 results = []
 
 
@@ -39,7 +37,7 @@ def one(bins, mode, logdir, seconds=2.0):
     try:
         sock = {p: s.tmp / f"{p}.sock" for p in ("wan", "lan")}
         flows = s.tmp / "flows.yaml"
-        flows.write_text(T.yaml.safe_dump(FORWARD_ALL))
+        T.forward_all(flows, "lan")
         cfg = T.sluice_config(s.tmp / "sluice.yaml",
                               [(p, T.memif(i, "server", sock[p], 12)) for i, p in enumerate(("wan", "lan"))], flows)
         stats_path = s.tmp / "stats.json"

@@ -40,8 +40,6 @@ import traffic as T  # noqa: E402
 from runner import check, report  # noqa: E402
 from telemetry import Telemetry  # noqa: E402
 
-FORWARD_ALL = {"version": 1, "non_ip": {"action": "forward", "to": "lan"},
-               "default": {"action": "forward", "to": "lan"}, "rules": []}
 FIELDS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_missed", "rx_nombuf", "tx_errors")
 FRAME = 64  # testpmd txonly's default packet, as DPDK counts it (no FCS)
 
@@ -93,8 +91,8 @@ class Sampler:
 def peer(s, bins, place, name, sock, mode):
     # Main and forwarding lcore both on the generator's CPU: nothing of testpmd's may take the
     # CPU of sluice's worker, least of all its exit, when the worker must drain the ring before
-    # the disconnect (and DPDK 22.11's net_memif unmaps the rings under a worker caught in a
-    # burst: a preempted worker faults).
+    # the disconnect. (DPDK 22.11's net_memif unmaps the rings under a worker caught in a burst;
+    # sluice's munmap on the interrupt thread waits the worker out, lib/port/ports.cpp.)
     return T.Testpmd(s, name, bins, s.prefix(name), place["gen_worker"], place["gen_worker"], 128,
                      [T.memif(0, "client", sock, 12)], mode)
 
@@ -115,7 +113,7 @@ def main():
     try:
         sock = {p: s.tmp / f"{p}.sock" for p in ("wan", "lan")}
         flows = s.tmp / "flows.yaml"
-        flows.write_text(T.yaml.safe_dump(FORWARD_ALL))
+        T.forward_all(flows, "lan")
         cfg = T.sluice_config(s.tmp / "sluice.yaml",
                               [(p, T.memif(i, "server", sock[p], 12)) for i, p in enumerate(("wan", "lan"))], flows)
         stats_path = s.tmp / "stats.json"

@@ -332,6 +332,13 @@ class Testpmd:
 
 # ---- sluice -------------------------------------------------------------------------------
 
+def forward_all(path, to):
+    """A flows file with no rules that forwards everything (IP or not) out of port `to`."""
+    Path(path).write_text(yaml.safe_dump({"version": 1, "non_ip": {"action": "forward", "to": to},
+                                          "default": {"action": "forward", "to": to}, "rules": []}))
+    return path
+
+
 def sluice_config(path, ports, flows_file, workers=(1,)):
     """ports: [(name, device)]."""
     text = "ports:\n" + "".join(f"  - name: {n}\n    device: \"{d}\"\n" for n, d in ports)
