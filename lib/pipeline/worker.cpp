@@ -575,6 +575,9 @@ void drain_inboxes(Worker& w, rte_mbuf** pkts, uint64_t limit) noexcept {
           in.producer_stopped == nullptr || in.producer_stopped->load(std::memory_order_acquire);
       if (poll_inbox(w, in, pkts) != 0 || !stopped) done = false;
     }
+    // Between bursts, as in the loop: a munmap waiting out the workers (lib/port) need not
+    // wait for the whole drain.
+    if (w.qsbr) rte_rcu_qsbr_quiescent(w.qsbr, w.index);
     if (done || rte_rdtsc() >= until) return;
   }
 }

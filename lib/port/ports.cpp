@@ -178,9 +178,16 @@ Fn next_definition(const char* name) {
 }  // namespace
 
 void set_callback_readers(rte_rcu_qsbr* workers) {
-  g_callback_readers.store(workers);
-  if (workers == nullptr) {
+  rte_rcu_qsbr* const old = g_callback_readers.exchange(workers);
+  if (old != nullptr && old != workers) {
     while (g_waiting.load() != 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+  // The wait on munmap only helps where the drivers' calls land here: the executable must
+  // export it (a -fvisibility=hidden build, --exclude-libs or a shared sluice_port would not).
+  if (workers != nullptr && dlsym(RTLD_DEFAULT, "munmap") != reinterpret_cast<void*>(&munmap)) {
+    spdlog::error(
+        "munmap: the drivers' calls do not reach sluice's (not exported from the executable); "
+        "a memif peer that leaves under load can crash a worker");
   }
 }
 
@@ -226,7 +233,7 @@ extern "C" int rte_eth_remove_tx_callback(uint16_t port_id, uint16_t queue_id,
 // interrupt thread's others (rare: EAL alarms, device events) wait a quiescent state too, about
 // 100 us. The next munmap in the search order (libc's, or a sanitizer's interceptor) does the
 // unmapping.
-extern "C" int munmap(void* addr, size_t length) noexcept {
+extern "C" [[gnu::visibility("default")]] int munmap(void* addr, size_t length) noexcept {
   using Fn = int (*)(void*, size_t);
   static std::atomic<Fn> real{nullptr};
   // dlsym may itself unmap: a call made while this thread resolves it goes to the kernel.
@@ -623,9 +630,10 @@ Result<void> Ports::start() {
 namespace {
 
 // Returns once EAL's interrupt thread has finished what it was handling when called (a
-// callback queued now runs after it): a net_memif disconnect under way there (its munmap waits
-// out the workers, see munmap below) must not run beside the stop and close of the same port
-// on this thread, which disconnect it too. At most 2 s (a stalled worker holds that wait 1 s).
+// callback queued now runs after it): a net_memif disconnect under way there must not run
+// beside the stop and close of the same port on this thread, which disconnect it too (both
+// free its regions). At most 2 s. This narrows DPDK's race rather than closing it: a peer that
+// hangs up after this returns is still handled on the interrupt thread during the stop.
 void settle_interrupt_thread() {
   std::atomic<bool> ran{false};
   auto mark = [](void* arg) { static_cast<std::atomic<bool>*>(arg)->store(true); };
