@@ -149,6 +149,18 @@ std::atomic<rte_rcu_qsbr*> g_callback_readers{nullptr};
 // variable (the rules' RCU, freed after it).
 std::atomic<unsigned> g_waiting{0};
 
+// Polls done() every `step` until it holds (true) or `limit` has passed (false).
+template <typename Done>
+bool poll_until(Done done, std::chrono::steady_clock::duration limit,
+                std::chrono::microseconds step = std::chrono::microseconds(50)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(step);
+  }
+  return true;
+}
+
 // Waits until every online worker has passed a quiescent state started now: none is still
 // inside a burst (an RX or TX callback, a driver's burst function) that began before the call.
 // `what` names the caller, `otherwise` what happens when a stalled worker is given up on.
@@ -157,14 +169,10 @@ void wait_callback_readers(const char* what, const char* otherwise) {
   rte_rcu_qsbr* q = g_callback_readers.load();
   if (q != nullptr) {
     const uint64_t token = rte_rcu_qsbr_start(q);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-    while (rte_rcu_qsbr_check(q, token, false) != 1) {
-      if (std::chrono::steady_clock::now() >= deadline) {
-        spdlog::warn("{}: a worker did not pass a quiescent state within 1 s (stalled?); {}", what,
-                     otherwise);
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    if (!poll_until([&] { return rte_rcu_qsbr_check(q, token, false) == 1; },
+                    std::chrono::seconds(1))) {
+      spdlog::warn("{}: a worker did not pass a quiescent state within 1 s (stalled?); {}", what,
+                   otherwise);
     }
   }
   g_waiting.fetch_sub(1);
@@ -180,6 +188,7 @@ Fn next_definition(const char* name) {
 void set_callback_readers(rte_rcu_qsbr* workers) {
   rte_rcu_qsbr* const old = g_callback_readers.exchange(workers);
   if (old != nullptr && old != workers) {
+    // Each wait in progress gives up after 1 s.
     while (g_waiting.load() != 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
   // The wait on munmap only helps where the drivers' calls land here: the executable must
@@ -242,7 +251,7 @@ extern "C" [[gnu::visibility("default")]] int munmap(void* addr, size_t length) 
   if (f == nullptr) {
     if (resolving) return static_cast<int>(syscall(SYS_munmap, addr, length));
     resolving = true;
-    f = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "munmap"));
+    f = sluice::port::next_definition<Fn>("munmap");
     resolving = false;
     if (f == nullptr) return static_cast<int>(syscall(SYS_munmap, addr, length));
     real.store(f, std::memory_order_release);
@@ -638,16 +647,12 @@ void settle_interrupt_thread() {
   std::atomic<bool> ran{false};
   auto mark = [](void* arg) { static_cast<std::atomic<bool>*>(arg)->store(true); };
   if (rte_eal_alarm_set(1, mark, &ran) != 0) return;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while (!ran.load()) {
-    if (std::chrono::steady_clock::now() >= deadline) {
-      // Cancelled (or already running: then rte_eal_alarm_cancel waits for it), so the
-      // callback never writes to this frame once it is gone.
-      rte_eal_alarm_cancel(mark, &ran);
-      spdlog::warn("EAL's interrupt thread is still busy after 2 s; stopping the ports anyway");
-      return;
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  if (!poll_until([&] { return ran.load(); }, std::chrono::seconds(2),
+                  std::chrono::microseconds(100))) {
+    // Cancelled (or already running: then rte_eal_alarm_cancel waits for it), so the callback
+    // never writes to this frame once it is gone.
+    rte_eal_alarm_cancel(mark, &ran);
+    spdlog::warn("EAL's interrupt thread is still busy after 2 s; stopping the ports anyway");
   }
 }
 
