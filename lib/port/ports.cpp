@@ -1,6 +1,5 @@
 #include "lib/port/ports.h"
 
-#include <rte_alarm.h>
 #include <rte_dev.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -636,31 +635,8 @@ Result<void> Ports::start() {
   return {};
 }
 
-namespace {
-
-// Returns once EAL's interrupt thread has finished what it was handling when called (a
-// callback queued now runs after it): a net_memif disconnect under way there must not run
-// beside the stop and close of the same port on this thread, which disconnect it too (both
-// free its regions). At most 2 s. This narrows DPDK's race rather than closing it: a peer that
-// hangs up after this returns is still handled on the interrupt thread during the stop.
-void settle_interrupt_thread() {
-  std::atomic<bool> ran{false};
-  auto mark = [](void* arg) { static_cast<std::atomic<bool>*>(arg)->store(true); };
-  if (rte_eal_alarm_set(1, mark, &ran) != 0) return;
-  if (!poll_until([&] { return ran.load(); }, std::chrono::seconds(2),
-                  std::chrono::microseconds(100))) {
-    // Cancelled (or already running: then rte_eal_alarm_cancel waits for it), so the callback
-    // never writes to this frame once it is gone.
-    rte_eal_alarm_cancel(mark, &ran);
-    spdlog::warn("EAL's interrupt thread is still busy after 2 s; stopping the ports anyway");
-  }
-}
-
-}  // namespace
-
 void Ports::stop() {
   if (!started_) return;
-  settle_interrupt_thread();
   // A last reading with the links up: some drivers hide their counters once stopped.
   for (size_t i = 0; i < ports_.size(); ++i) stats(i);
   for (const auto& pi : ports_) {
