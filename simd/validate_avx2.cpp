@@ -3,8 +3,9 @@
 // where the CPU has AVX2 (dispatch.cpp).
 //
 // Fast path, eight packets at a time in 32-bit lanes (structure of arrays):
-// - Each packet's bytes [12, 60) are read with three 128-bit loads and transposed (4x4 dword
-//   unpacks per 128-bit half) so that one register holds bytes k..k+3 of all eight packets;
+// - Each packet's bytes [12, 44) are read with two 128-bit loads and transposed (4x4 dword
+//   unpacks per 128-bit half) so that one register holds bytes k..k+3 of all eight packets; a
+//   third load (bytes [44, 60), the TCP data offset) only when one of the eight is TCP;
 //   data_len, frame_len and the checksum hint of the eight PacketViews likewise.
 //   One 0x8100 tag moves every field by four bytes: a blend per field picks the next dword.
 // - IPv4 with IHL 5, not a fragment, TCP or UDP: the header checksum (ten 16-bit words summed
@@ -188,8 +189,8 @@ inline __m256i hash_lanes(__m256i head, __m256i ports, __m256i src, __m256i dst,
                                                     unsigned usable, FlowKey* keys,
                                                     uint32_t* hashes, const Constants& c,
                                                     const PortConstants& port) noexcept {
-  // d[i] = bytes 12 + 4i .. 15 + 4i of every packet (i = 0..9).
-  __m256i d[10];
+  // d[i] = bytes 12 + 4i .. 15 + 4i of every packet (i = 0..7).
+  __m256i d[8];
   {
     const uint8_t* p0 = data[0] + kWindowBegin;
     const uint8_t* p1 = data[1] + kWindowBegin;
@@ -205,13 +206,6 @@ inline __m256i hash_lanes(__m256i head, __m256i ports, __m256i src, __m256i dst,
     transpose4(load_pair(p0 + 16, p4 + 16), load_pair(p1 + 16, p5 + 16),
                load_pair(p2 + 16, p6 + 16), load_pair(p3 + 16, p7 + 16), col);
     d[4] = col[0], d[5] = col[1], d[6] = col[2], d[7] = col[3];
-    // Only the first two dwords of the third block matter (the TCP data offset).
-    const __m256i t0 =
-        _mm256_unpacklo_epi32(load_pair(p0 + 32, p4 + 32), load_pair(p1 + 32, p5 + 32));
-    const __m256i t2 =
-        _mm256_unpacklo_epi32(load_pair(p2 + 32, p6 + 32), load_pair(p3 + 32, p7 + 32));
-    d[8] = _mm256_unpacklo_epi64(t0, t2);
-    d[9] = _mm256_unpackhi_epi64(t0, t2);
   }
 
   // Fields relative to the ethertype: with one 0x8100 tag, each is the next dword.
@@ -224,7 +218,6 @@ inline __m256i hash_lanes(__m256i head, __m256i ports, __m256i src, __m256i dst,
   __m256i w28 = d[4];   // src 2..3, dst 0..1
   __m256i w32 = d[5];   // dst 2..3, L4 source port
   __m256i w36 = d[6];   // L4 destination port, UDP length
-  __m256i w44 = d[8];   // TCP data offset in byte 2
   if (vlan_lanes != 0) {
     eth = blend(d[0], d[1], vlan);
     len = blend(d[1], d[2], vlan);
@@ -233,7 +226,6 @@ inline __m256i hash_lanes(__m256i head, __m256i ports, __m256i src, __m256i dst,
     w28 = blend(d[4], d[5], vlan);
     w32 = blend(d[5], d[6], vlan);
     w36 = blend(d[6], d[7], vlan);
-    w44 = blend(d[8], d[9], vlan);
   }
 
   // Ethertype 0x0800 and 0x45; not a fragment (MF and offset zero; DF, reserved ignored).
@@ -257,11 +249,26 @@ inline __m256i hash_lanes(__m256i head, __m256i ports, __m256i src, __m256i dst,
   const __m256i udp_len = _mm256_shuffle_epi8(w36, ld(c.swap_hi));
   const __m256i udp_ok = _mm256_andnot_si256(_mm256_cmpgt_epi32(udp_len, payload),
                                              _mm256_cmpgt_epi32(udp_len, ld(c.udp_min_minus_1)));
-  const __m256i tcp_off = _mm256_and_si256(_mm256_srli_epi32(w44, 18), ld(c.tcp_offset_mask));
-  const __m256i tcp_ok = _mm256_andnot_si256(_mm256_cmpgt_epi32(tcp_off, payload),
-                                             _mm256_cmpgt_epi32(tcp_off, ld(c.tcp_min_minus_1)));
-  ok = _mm256_and_si256(
-      ok, _mm256_or_si256(_mm256_and_si256(is_udp, udp_ok), _mm256_and_si256(is_tcp, tcp_ok)));
+  __m256i l4_ok = _mm256_and_si256(is_udp, udp_ok);
+  // The TCP data offset (bytes 44..51, the tag's four bytes later) only where a lane is TCP: a
+  // burst of UDP skips the third block's loads (a branch that follows the traffic's protocol
+  // mix, taken whenever any of the eight lanes is TCP).
+  if ((lanes_of(is_tcp) & usable) != 0) {
+    const uint8_t* const p0 = data[0] + kWindowBegin + 32;
+    const __m256i t0 =
+        _mm256_unpacklo_epi32(load_pair(p0, data[4] + kWindowBegin + 32),
+                              load_pair(data[1] + kWindowBegin + 32, data[5] + kWindowBegin + 32));
+    const __m256i t2 =
+        _mm256_unpacklo_epi32(load_pair(data[2] + kWindowBegin + 32, data[6] + kWindowBegin + 32),
+                              load_pair(data[3] + kWindowBegin + 32, data[7] + kWindowBegin + 32));
+    const __m256i d8 = _mm256_unpacklo_epi64(t0, t2);
+    const __m256i w44 = vlan_lanes != 0 ? blend(d8, _mm256_unpackhi_epi64(t0, t2), vlan) : d8;
+    const __m256i tcp_off = _mm256_and_si256(_mm256_srli_epi32(w44, 18), ld(c.tcp_offset_mask));
+    const __m256i tcp_ok = _mm256_andnot_si256(_mm256_cmpgt_epi32(tcp_off, payload),
+                                               _mm256_cmpgt_epi32(tcp_off, ld(c.tcp_min_minus_1)));
+    l4_ok = _mm256_or_si256(l4_ok, _mm256_and_si256(is_tcp, tcp_ok));
+  }
+  ok = _mm256_and_si256(ok, l4_ok);
 
   // Header checksum: the ten 16-bit words (byte-swapped, which one's complement sums do not
   // mind) of eth[2..3], len, frag, w24, w28, w32[0..1]. hi = the upper halves of the four
