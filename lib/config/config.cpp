@@ -342,6 +342,23 @@ PortConfig decode_port(const Value& v) {
   return p;
 }
 
+// Which device a port's device string opens, as DPDK names it: a vdev by its driver instance
+// (the text before the first comma: "net_null0,no-rx=1" is net_null0), a PCI device by its
+// address with the domain spelt out ("3b:00.0" is 0000:3b:00.0).
+std::string device_identity(const std::string& device) {
+  std::string name = device.substr(0, device.find(','));
+  unsigned dom, bus, dev, fn;
+  char end;
+  const bool full = std::sscanf(name.c_str(), "%x:%x:%x.%x%c", &dom, &bus, &dev, &fn, &end) == 4;
+  if (!full) dom = 0;
+  if (full || std::sscanf(name.c_str(), "%x:%x.%x%c", &bus, &dev, &fn, &end) == 3) {
+    char pci[32];
+    std::snprintf(pci, sizeof pci, "%04x:%02x:%02x.%x", dom, bus, dev, fn);
+    return pci;
+  }
+  return name;
+}
+
 std::vector<PortConfig> decode_ports(const Value& v) {
   const auto items = as_list(v, "a list of ports, each with a name and a device");
   if (items.empty()) wrong(v, "at least one port");
@@ -351,6 +368,7 @@ std::vector<PortConfig> decode_ports(const Value& v) {
   }
   std::vector<PortConfig> ports;
   std::map<std::string, int> lines;
+  std::map<std::string, size_t> devices;  // device_identity -> index in ports
   for (const auto& item : items) {
     PortConfig p = decode_port(item);
     auto [it, fresh] = lines.emplace(p.name, p.mark.line);
@@ -359,6 +377,18 @@ std::vector<PortConfig> decode_ports(const Value& v) {
                                          "' (first at line " + std::to_string(it->second) +
                                          "); expected unique port names");
     }
+    // Two ports on one device would be one DPDK port under two names (the second's arguments
+    // ignored): an error here, not a surprise at run time.
+    const std::string id = device_identity(p.device);
+    if (auto d = devices.find(id); d != devices.end()) {
+      fail(item.node["device"].Mark(),
+           item.path + ".device: \"" + p.device + "\" is device " + id + ", which port '" +
+               ports[d->second].name + "' already uses (line " +
+               std::to_string(ports[d->second].device_mark.line) +
+               "); expected one device per port (DPDK names a vdev by the text before its first "
+               "comma: number the instances, such as net_null0 and net_null1)");
+    }
+    devices.emplace(id, ports.size());
     ports.push_back(std::move(p));
   }
   return ports;

@@ -385,6 +385,27 @@ TEST_F(ConfigTest, BadUnknownTopLevelKey) {
             "expected one of ports, workers, rings, mempool, flows, telemetry, logging, capture");
 }
 
+TEST_F(ConfigTest, BadTwoPortsOneDevice) {
+  // One DPDK device under two port names: a vdev is its text before the first comma, a PCI
+  // address the same with or without its domain.
+  const std::string ports = "ports:\n  - name: wan\n    device: \"0000:3b:00.0\"\n";
+  const std::string rest = "workers:\n  lcores: [1]\nflows: flows.yaml\n";
+  app_error(ports + "  - name: lan\n    device: \"net_null0,no-rx=1\"\n" +
+                "  - name: dmz\n    device: net_null0\n" + rest,
+            "7:13",
+            "ports[2].device: \"net_null0\" is device net_null0, which port 'lan' already uses "
+            "(line 5)");
+  app_error(ports + "  - name: lan\n    device: \"3b:00.0\"\n" + rest, "5:13",
+            "is device 0000:3b:00.0, which port 'wan' already uses (line 3)");
+  // Numbered instances are different devices.
+  write("flows.yaml", "version: 1\nrules: []\n");
+  auto ok = load_appliance(write("sluice.yaml", ports +
+                                                    "  - name: lan\n    device: net_null0\n"
+                                                    "  - name: dmz\n    device: net_null1\n" +
+                                                    rest));
+  EXPECT_TRUE(ok.ok()) << ok.error();
+}
+
 TEST_F(ConfigTest, CaptureSection) {
   // Defaults from CONTRACT; a relative path resolves against the file's folder.
   const std::string path =
