@@ -276,7 +276,13 @@ flow::ReloadOutcome ReloadControl::reload(flow::Trigger trigger) {
   last_end_ = Clock::now();
   last_took_ = last_end_ - start;
   const auto trig = flow::trigger_name(trigger);
-  if (o.repeated) {
+  if (o.repeated && o.kind == Kind::kRejected) {
+    // The bytes its file change already tried: the same error, not a second attempt.
+    spdlog::error(
+        "reload ({}) rejected, rules generation {} keeps running: {} (unchanged since its file "
+        "change was rejected; not parsed again)",
+        trig, o.generation, o.error);
+  } else if (o.repeated) {
     spdlog::info(
         "reload ({}): {} is what generation {} already runs (applied on its file change); "
         "not reloaded again",

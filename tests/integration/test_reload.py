@@ -236,6 +236,11 @@ def triggers(binary, data):
                   "unknown port" in st["reload/last_error"], json.dumps(st))
             check(f"{tag}: telemetry /sluice/rules names rules with '-' (as '_')", {"to_a", "to_b", "b_only", "a_only"} <= set(rules),
                   json.dumps(rules))
+            s.proc.send_signal(signal.SIGHUP)  # the rejected bytes again: the same error, not "already runs"
+            check(f"{tag}: SIGHUP on the bytes the watcher rejected: the same error, reported as rejected",
+                  s.wait_for(r"reload \(SIGHUP\) rejected, rules generation 4 keeps running: .*flows\.yaml:7:\d+: .*unknown port.*"
+                             r"unchanged since its file change was rejected", 1, 20) and
+                  s.count(r"is what generation 4 already runs") == 0, s.lines[-5:])
         finally:
             st = finish(s, tag, d, data)
         if st is None:
