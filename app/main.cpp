@@ -9,6 +9,7 @@
 #include <rte_errno.h>
 #include <rte_lcore.h>
 #include <rte_version.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -156,6 +157,48 @@ int write_stats(const std::string& path, const stats::Snapshot& s) {
   return 0;
 }
 
+// Before anything starts: a --stats-out path that cannot be written is said now, not after
+// the run whose statistics it was to keep. The probe is the file write_stats creates.
+Result<void> check_stats_out(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    return Error{fmt::format("--stats-out: {} is a directory; expected a file path", path)};
+  }
+  const std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return Error{fmt::format("--stats-out: cannot create a file beside {} ({}): {}", path, tmp,
+                             std::strerror(errno))};
+  }
+  ::close(fd);
+  ::unlink(tmp.c_str());
+  return {};
+}
+
+// What to do about a failed rte_eal_init, by the rte_errno it left (DPDK 22.11's eal.c). EAL has
+// printed its own reason just above.
+std::string eal_failure(int err) {
+  std::string why = err != 0 ? rte_strerror(err) : "EAL said why above";
+  switch (err) {
+    case EACCES:  // hugepage information
+    case ENOMEM:  // memory
+      return why +
+             "; hugepages: echo 512 > /proc/sys/vm/nr_hugepages and a hugetlbfs mount, or run "
+             "with --no-huge (virtual devices only)";
+    case EINVAL:  // the options, or a driver plugin (-d)
+      return why + "; check the EAL options before \"--\"";
+    case EALREADY:
+      return why;
+    default:
+      // 0: the runtime config (its lock: a DPDK primary already runs with this --file-prefix),
+      // and paths that set no errno.
+      return why +
+             "; if another sluice or DPDK primary process runs with the same --file-prefix (the "
+             "default is \"rte\"), give this one its own; otherwise check the EAL options before "
+             "\"--\"";
+  }
+}
+
 void log_totals(const stats::Snapshot& s) {
   uint64_t drops = 0;
   for (auto d : s.drops) drops += d;
@@ -175,11 +218,7 @@ int run(const app::Options& opt, std::shared_ptr<const config::Config> cfg) {
   std::vector<std::string> eal_args = opt.eal_args;
   for (auto& a : eal_args) eal_argv.push_back(a.data());
   if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
-    spdlog::error(
-        "EAL initialisation failed: {}; check the EAL options before \"--\" "
-        "(hugepages: echo 512 > /proc/sys/vm/nr_hugepages and a hugetlbfs mount, or run with "
-        "--no-huge)",
-        rte_strerror(rte_errno));
+    spdlog::error("EAL initialisation failed: {}", eal_failure(rte_errno));
     return kExitStartup;
   }
   spdlog::info("sluice {} on {}, main lcore {}, EAL lcores {}, TSC {} Hz", SLUICE_VERSION,
@@ -288,6 +327,12 @@ int main_checked(int argc, char** argv) {
     std::fputs(app::check_summary(**cfg).c_str(), stdout);
     std::fputs(diff->c_str(), stdout);
     return kExitOk;
+  }
+  if (!opt->stats_out.empty()) {
+    if (auto r = check_stats_out(opt->stats_out); !r) {
+      spdlog::error("{}", r.error());
+      return kExitConfig;
+    }
   }
   return run(*opt, *cfg);
 }

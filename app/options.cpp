@@ -13,12 +13,17 @@ namespace sluice::app {
 
 namespace {
 
+constexpr double kMaxSeconds = 1e9;
+
 Result<double> parse_seconds(const std::string& opt, const std::string& text) {
   char* end = nullptr;
   errno = 0;
   double v = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end != '\0' || errno != 0 || !std::isfinite(v) || v < 0) {
-    return Error{fmt::format("{}: expected a number of seconds >= 0, got \"{}\"", opt, text)};
+  // At most about 31 years: steady_clock time points hold a few hundred years of nanoseconds,
+  // and a larger value overflowed them into "stop at once".
+  if (text.empty() || *end != '\0' || errno != 0 || !std::isfinite(v) || v < 0 || v > kMaxSeconds) {
+    return Error{fmt::format("{}: expected a number of seconds 0..{:.0f}, got \"{}\"", opt,
+                             kMaxSeconds, text)};
   }
   return v;
 }
@@ -57,9 +62,10 @@ std::string usage(const std::string& argv0) {
       "                           root. EAL options before -- are taken into account\n"
       "                           (--no-huge, -m, -l, --huge-dir)\n"
       "      --json               with --doctor: print one JSON object instead\n"
-      "      --duration SECONDS   stop by itself after SECONDS\n"
+      "      --duration SECONDS   stop by itself after SECONDS (at most 1e9)\n"
       "      --stats-period SECS  print a testpmd-style statistics table every SECS (0: off)\n"
-      "      --stats-out FILE     on exit, write the final statistics JSON to FILE\n"
+      "      --stats-out FILE     on exit, write the final statistics JSON to FILE (checked at\n"
+      "                           start: a path that cannot be written is exit 1)\n"
       "      --log-level LEVEL    trace|debug|info|warn|error (default: the config's, or info)\n"
       "      --simd KERNEL        validation and flow hash kernel: {2} (default auto:\n"
       "                           the best the CPU has within EAL's SIMD bitwidth, which is\n"
@@ -79,8 +85,9 @@ std::string usage(const std::string& argv0) {
       "to the flows file reloads it: all of it is validated and compiled first; a bad file\n"
       "keeps the running rules (reload.failed, reload.last_error in the statistics).\n"
       "\n"
-      "Example:\n"
-      "  {0} -l 0,1 --no-huge -m 512 -- -c config/demo/sluice.yaml --duration 10 --stats-period "
+      "Example (the demo config: lcore 2 captures into /tmp/sluice-demo/capture, which must\n"
+      "exist; with fewer than 3 CPUs use --lcores 0@0,1@1,2@0 instead of -l 0-2):\n"
+      "  {0} -l 0-2 --no-huge -m 512 -- -c config/demo/sluice.yaml --duration 10 --stats-period "
       "1\n",
       argv0, kDefaultConfig, simd_choices());
 }

@@ -2,8 +2,12 @@
 """Startup errors exit 2 with a message that names the fix; usage errors exit 1."""
 import os
 import re
+import signal
+import subprocess
+import time
 
-from runner import FORWARD_ALL, appliance, check, eal_args, parse_args, pool_lines_ok, report, run, tempdir, write
+from runner import (FORWARD_ALL, appliance, check, eal_args, parse_args, pool_lines_ok, remove_runtime_dir, report, run, start,
+                    tempdir, write)
 
 
 def main():
@@ -50,6 +54,46 @@ def main():
         # EAL itself refuses.
         rc, out, err = run(s, ["-l", "0,1", "--no-huge", "--definitely-not-an-eal-option"], ["-c", cfg])
         check("bad EAL option: exit 2", rc == 2 and "EAL initialisation failed" in err, f"rc={rc}\n{err}")
+        check("bad EAL option: the reason and the option fix, no hugepage advice",
+              "EAL initialisation failed: Invalid argument; check the EAL options" in err and "hugepages" not in err, err)
+
+        # A second primary on a running one's --file-prefix: EAL cannot lock its runtime config
+        # and leaves no errno; the message names the prefix fix, not "Success" and hugepages.
+        shared = ["-l", "0,1", "--no-huge", "-m", "256", "--no-pci", f"--file-prefix=st12-{os.getpid()}",
+                  "--log-level=lib.eal:error"]
+        cfg_ok = write(d, "ok.yaml", appliance([("in", "net_null0,no-rx=1"), ("out", "net_null1,no-rx=1")]))
+        first = start(s, shared, ["-c", cfg_ok, "--duration", "30"])
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not os.path.exists(f"/var/run/dpdk/st12-{os.getpid()}/config"):
+                time.sleep(0.1)
+            time.sleep(0.5)  # locked once EAL is past its config
+            second = subprocess.run([s, *shared, "--", "-c", cfg_ok, "--duration", "1"], capture_output=True, text=True,
+                                    timeout=30, stdin=subprocess.DEVNULL)
+        finally:
+            first.send_signal(signal.SIGINT)
+            first.communicate(timeout=30)
+            remove_runtime_dir(shared)
+        err = second.stderr
+        check("second primary on a running one's --file-prefix: exit 2", second.returncode == 2, f"rc={second.returncode}\n{err}")
+        check("... says another primary may hold the prefix, not 'Success' or hugepages",
+              "EAL initialisation failed: EAL said why above; if another sluice or DPDK primary process runs with the same "
+              "--file-prefix" in err and "Success" not in err and "hugepages" not in err, err)
+        check("... and the first one ran on", first.returncode == 0, f"rc={first.returncode}")
+
+        # --stats-out where no file can be written: exit 1 at once, before EAL and the run.
+        rc, out, err = run(s, eal_args("st13"), ["-c", cfg_ok, "--duration", "5", "--stats-out", "/nonexistent/x.json"])
+        check("--stats-out in a missing folder: exit 1 before EAL starts",
+              rc == 1 and "--stats-out: cannot create a file beside /nonexistent/x.json" in err and "EAL" not in err,
+              f"rc={rc}\n{err}")
+        rc, out, err = run(s, eal_args("st14"), ["-c", cfg_ok, "--duration", "5", "--stats-out", d])
+        check("--stats-out naming a folder: exit 1", rc == 1 and "is a directory" in err, f"rc={rc}\n{err}")
+        check("... and the probe left nothing there", not [f for f in os.listdir(d) if ".tmp." in f], os.listdir(d))
+
+        # A duration too large for the clock was "stop at once".
+        rc, out, err = run(s, None, ["--duration", "1e20"])
+        check("--duration 1e20: exit 1, naming the range", rc == 1 and "--duration: expected a number of seconds 0..1000000000" in err,
+              f"rc={rc}\n{err}")
 
         # Usage errors and --help/--version.
         rc, out, err = run(s, None, ["--no-such-option"])
