@@ -478,6 +478,14 @@ std::string check_host_port(const std::string& s) {
     }
   }
   if (host.empty()) return "'" + excerpt(s) + "' has no host";
+  // An address, as the listener binds it (lib/stats/prometheus_server.cpp): a name such as
+  // localhost would pass here and fail at start, after --check and ExecStartPre said OK.
+  in6_addr addr;
+  if (inet_pton(AF_INET, host.c_str(), &addr) != 1 &&
+      inet_pton(AF_INET6, host.c_str(), &addr) != 1) {
+    return "'" + excerpt(s) + "' has host '" + excerpt(host) +
+           "', not an IPv4 or IPv6 address (names are not resolved)";
+  }
   auto n = to_int(port);
   if (!n || *n < 1 || *n > 65535 || port[0] == '+' || port[0] == '-') {
     return "'" + excerpt(s) + "' has port '" + excerpt(port) + "', not 1..65535";

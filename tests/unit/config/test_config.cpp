@@ -406,6 +406,25 @@ TEST_F(ConfigTest, BadTwoPortsOneDevice) {
   EXPECT_TRUE(ok.ok()) << ok.error();
 }
 
+TEST_F(ConfigTest, BadPrometheusAddress) {
+  // What --check accepts is what the listener can bind: an address literal and a port.
+  const std::string base = std::string(kApp) + "telemetry:\n  prometheus: ";
+  const std::string expected = "; expected host:port such as 127.0.0.1:9464";
+  app_error(base + "localhost:9464\n", "12:15",
+            "telemetry.prometheus: 'localhost:9464' has host 'localhost', not an IPv4 or IPv6 "
+            "address (names are not resolved)" +
+                expected);
+  app_error(base + "\"10.0.0.300:9464\"\n", "12:15", "has host '10.0.0.300', not an IPv4");
+  app_error(base + "\"[::1]:0\"\n", "12:15", "has port '0', not 1..65535");
+  app_error(base + "\"::1:9464\"\n", "12:15", "has an IPv6 host without brackets");
+  app_error(base + "127.0.0.1\n", "12:15", "has no port");
+  for (const char* ok : {"127.0.0.1:9464", "0.0.0.0:1", "\"[::]:65535\"", "\"[fe80::1]:9464\""}) {
+    write("flows.yaml", "version: 1\nrules: []\n");
+    auto r = load_appliance(write("sluice.yaml", base + ok + "\n"));
+    EXPECT_TRUE(r.ok()) << ok << ": " << r.error();
+  }
+}
+
 TEST_F(ConfigTest, CaptureSection) {
   // Defaults from CONTRACT; a relative path resolves against the file's folder.
   const std::string path =
