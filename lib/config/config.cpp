@@ -29,6 +29,7 @@
 #include <initializer_list>
 #include <limits>
 #include <map>
+#include <optional>
 #include <string_view>
 #include <utility>
 
@@ -303,6 +304,29 @@ bool name_ok(const std::string& s, size_t max, std::string_view extra, bool uppe
 
 // ---- the appliance file ----
 
+// A PCI address, DDDD:BB:DD.F or BB:DD.F (hex), as DPDK names the device: the domain spelt
+// out. Nothing for any other text.
+std::optional<std::string> pci_address(const std::string& name) {
+  if (name.find_first_not_of("0123456789abcdefABCDEF:.") != std::string::npos) return {};
+  unsigned dom, bus, dev, fn;
+  char end;
+  const bool full = std::sscanf(name.c_str(), "%x:%x:%x.%x%c", &dom, &bus, &dev, &fn, &end) == 4;
+  if (!full) dom = 0;
+  if (!full && std::sscanf(name.c_str(), "%x:%x.%x%c", &bus, &dev, &fn, &end) != 3) return {};
+  if (dom > 0xFFFF || bus > 0xFF || dev > 0x1F || fn > 7) return {};
+  char pci[32];
+  std::snprintf(pci, sizeof pci, "%04x:%02x:%02x.%x", dom, bus, dev, fn);
+  return pci;
+}
+
+// Which device a port's device string opens, as DPDK names it: a vdev by its driver instance
+// (the text before the first comma: "net_null0,no-rx=1" is net_null0), a PCI device by its
+// address with the domain spelt out ("3b:00.0" is 0000:3b:00.0).
+std::string device_identity(const std::string& device) {
+  std::string name = device.substr(0, device.find(','));
+  return pci_address(name).value_or(name);
+}
+
 PortConfig decode_port(const Value& v) {
   Fields f(
       v, {"name", "device", "rx_queues", "rx_descriptors", "tx_descriptors", "mtu", "distribute"});
@@ -320,6 +344,15 @@ PortConfig decode_port(const Value& v) {
   const Value& device = f.need("device", kDevice);
   p.device = as_string(device, kDevice);
   if (p.device.empty()) fail(device.mark, device.path + ": empty device; expected " + kDevice);
+  // A vdev's name has no ':' (a driver name and an instance number): text with one was meant as
+  // a PCI address, and one that does not parse would only fail at start as an unknown vdev.
+  if (const std::string name = p.device.substr(0, p.device.find(','));
+      name.find(':') != std::string::npos && !pci_address(name)) {
+    fail(device.mark, device.path + ": '" + excerpt(name) +
+                          "' is not a PCI address; expected DDDD:BB:DD.F in hex (bus 00..ff, "
+                          "device 00..1f, function 0..7), such as 0000:3b:00.0, or a vdev string "
+                          "(\"net_pcap0,iface=eth0\")");
+  }
   p.device_mark = to_mark("", device.mark);
   if (auto* q = f.find("rx_queues")) p.rx_queues = static_cast<uint16_t>(as_int(*q, 1, 64));
   if (auto* d = f.find("rx_descriptors")) {
@@ -340,23 +373,6 @@ PortConfig decode_port(const Value& v) {
     }
   }
   return p;
-}
-
-// Which device a port's device string opens, as DPDK names it: a vdev by its driver instance
-// (the text before the first comma: "net_null0,no-rx=1" is net_null0), a PCI device by its
-// address with the domain spelt out ("3b:00.0" is 0000:3b:00.0).
-std::string device_identity(const std::string& device) {
-  std::string name = device.substr(0, device.find(','));
-  unsigned dom, bus, dev, fn;
-  char end;
-  const bool full = std::sscanf(name.c_str(), "%x:%x:%x.%x%c", &dom, &bus, &dev, &fn, &end) == 4;
-  if (!full) dom = 0;
-  if (full || std::sscanf(name.c_str(), "%x:%x.%x%c", &bus, &dev, &fn, &end) == 3) {
-    char pci[32];
-    std::snprintf(pci, sizeof pci, "%04x:%02x:%02x.%x", dom, bus, dev, fn);
-    return pci;
-  }
-  return name;
 }
 
 std::vector<PortConfig> decode_ports(const Value& v) {

@@ -406,6 +406,24 @@ TEST_F(ConfigTest, BadTwoPortsOneDevice) {
   EXPECT_TRUE(ok.ok()) << ok.error();
 }
 
+TEST_F(ConfigTest, BadPciAddress) {
+  // Text with a ':' before its first comma was meant as a PCI address.
+  const std::string rest =
+      "  - name: lan\n    device: net_null0\nworkers:\n  lcores: [1]\nflows: f.yaml\n";
+  for (const char* bad : {"0000:zz:00.0", "0000:3b:20.0", "3b:00.8", "0000:3b:00", "3b:00.0x"}) {
+    app_error(
+        std::string("ports:\n  - name: wan\n    device: \"") + bad + "\"\n" + rest, "3:13",
+        std::string("ports[0].device: '") + bad + "' is not a PCI address; expected DDDD:BB:DD.F");
+  }
+  write("f.yaml", "version: 1\nrules: []\n");
+  for (const char* ok : {"0000:3B:00.0", "3b:1f.7", "0001:00:00.0,txq_inline=128",
+                         "net_pcap0,rx_pcap=/tmp/a:b.pcap"}) {
+    auto r = load_appliance(write(
+        "sluice.yaml", std::string("ports:\n  - name: wan\n    device: \"") + ok + "\"\n" + rest));
+    EXPECT_TRUE(r.ok()) << ok << ": " << r.error();
+  }
+}
+
 TEST_F(ConfigTest, BadPrometheusAddress) {
   // What --check accepts is what the listener can bind: an address literal and a port.
   const std::string base = std::string(kApp) + "telemetry:\n  prometheus: ";
