@@ -35,6 +35,7 @@
 #include "app/options.h"
 #include "app/reload_control.h"
 #include "lib/config/config.h"
+#include "lib/port/eal_exit.h"
 #include "lib/stats/snapshot.h"
 #include "lib/stats/telemetry.h"
 #include "lib/sys/log.h"
@@ -270,7 +271,10 @@ int run(const app::Options& opt, std::shared_ptr<const config::Config> cfg) {
     }
   }
   a.reset();
-  rte_eal_cleanup();
+  const port::EalTidy tidy = port::eal_cleanup_and_tidy();
+  spdlog::debug("EAL cleaned up: {} of {} hugepage files removed, runtime folder {}{}",
+                tidy.removed, tidy.hugepage_files, tidy.runtime_dir,
+                tidy.error ? " (" + tidy.error.message() + ")" : "");
   return rc;
 }
 

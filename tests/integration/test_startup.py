@@ -90,6 +90,31 @@ def main():
         check("--stats-out naming a folder: exit 1", rc == 1 and "is a directory" in err, f"rc={rc}\n{err}")
         check("... and the probe left nothing there", not [f for f in os.listdir(d) if ".tmp." in f], os.listdir(d))
 
+        # A clean exit on hugepages leaves neither EAL's hugepage files (they would hold their
+        # pages until the next start with this prefix) nor its runtime folder.
+        mounts = [l.split()[1] for l in open("/proc/mounts") if l.split()[2] == "hugetlbfs"]
+        free = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("HugePages_Free")), 0)
+        if mounts and free >= 64:
+            prefix = f"st15-{os.getpid()}"
+            on_huge = ["-l", "0,1", "--socket-mem", "64", "--no-pci", f"--file-prefix={prefix}", "--log-level=lib.eal:error"]
+            p = start(s, on_huge, ["-c", cfg_ok, "--duration", "3", "--log-level", "debug"])
+            time.sleep(2)
+            held = [f for m in mounts for f in os.listdir(m) if f.startswith(f"{prefix}map_")]
+            out, err = p.communicate(timeout=60)
+            left = [f for m in mounts for f in os.listdir(m) if f.startswith(f"{prefix}map_")]
+            check("hugepages run: exit 0, and it held hugepage files while running",
+                  p.returncode == 0 and held, f"rc={p.returncode}, {len(held)} files\n{err[-2000:]}")
+            check(f"... none left after a clean exit ({len(held)} while running)", not left, f"{len(left)} left: {left[:3]}")
+            check("... nor its runtime folder", not os.path.exists(f"/var/run/dpdk/{prefix}"), os.listdir("/var/run/dpdk"))
+            for m in mounts:  # what a failed check left
+                for f in os.listdir(m):
+                    if f.startswith(f"{prefix}map_"):
+                        os.unlink(os.path.join(m, f))
+            remove_runtime_dir(on_huge)
+        else:
+            print("SKIPPED: hugepage files removed at exit: fewer than 64 free 2 MiB hugepages or no hugetlbfs mount "
+                  "(tools/test sets both up when run as root)")
+
         # A duration too large for the clock was "stop at once".
         rc, out, err = run(s, None, ["--duration", "1e20"])
         check("--duration 1e20: exit 1, naming the range", rc == 1 and "--duration: expected a number of seconds 0..1000000000" in err,

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "lib/port/eal_exit.h"
+
 namespace sluice::bench {
 
 inline bool eal_init(const char* tool, unsigned mem_mib) {
@@ -37,9 +39,7 @@ inline bool eal_init(const char* tool, unsigned mem_mib) {
 // --no-shconf still makes a runtime folder per file prefix (empty with --no-telemetry); the
 // pid in the prefix would leave one behind per run.
 inline void eal_cleanup() {
-  const std::string runtime_dir = rte_eal_get_runtime_dir();
-  rte_eal_cleanup();
-  rmdir(runtime_dir.c_str());
+  port::eal_cleanup_and_tidy();
 }
 
 }  // namespace sluice::bench

@@ -32,6 +32,7 @@
 #include "lib/packet/frame_builder.h"
 #include "lib/pipeline/distributor.h"
 #include "lib/pipeline/worker.h"
+#include "lib/port/eal_exit.h"
 #include "simd/flow_hash.h"
 
 namespace {
@@ -201,6 +202,6 @@ int main(int argc, char** argv) {
   for (rte_mbuf* m : pkts) rte_pktmbuf_free(m);
   for (rte_ring* r : rings) rte_ring_free(r);
   rte_mempool_free(pool);
-  rte_eal_cleanup();
+  sluice::port::eal_cleanup_and_tidy();
   return refused == 0 ? 0 : 3;
 }

@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "lib/port/eal_exit.h"
 #include "lib/stats/snapshot.h"
 #include "sluice_build_config.h"
 #include "tools/gen/engine.h"
@@ -273,7 +274,7 @@ int run(Options& o) {
     say(why);
     ports.close();
     if (ports.pool) rte_mempool_free(ports.pool);
-    rte_eal_cleanup();
+    port::eal_cleanup_and_tidy();
     return code;
   };
 
@@ -541,7 +542,7 @@ int run(Options& o) {
     if (rc == kExitOk) rc = kExitRuntime;
   }
   rte_mempool_free(ports.pool);
-  rte_eal_cleanup();
+  port::eal_cleanup_and_tidy();
   return rc;
 }
 
