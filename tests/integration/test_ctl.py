@@ -247,6 +247,15 @@ def running(sluice, data, ctl_path):
             check(f"{tag}: $SLUICE_FILE_PREFIX is the default prefix",
                   p.returncode == 1 and f"file prefix {prefix}-env" in p.stderr, f"rc={p.returncode} {p.stderr}")
 
+            # --socket names the socket alone: a missing one is reported by its path, not by the
+            # prefix sluice-ctl would otherwise pick (this running sluice's).
+            missing = os.path.join(d, "nonexistent.sock")
+            p = subprocess.run([ctl_path, "--socket", missing, "health"], capture_output=True, text=True, timeout=60,
+                               stdin=subprocess.DEVNULL, env=env)
+            check(f"{tag}: --socket that does not exist, another sluice running: exit 1, names the socket only",
+                  p.returncode == 1 and p.stdout == "" and p.stderr == f"sluice-ctl: no sluice telemetry socket at {missing}\n",
+                  f"rc={p.returncode} {p.stdout!r} {p.stderr!r}")
+
             # wrong prefix
             rc, out, err = ctl("stats", prefix=f"{prefix}-nope")
             check(f"{tag}: a wrong prefix: exit 1, names the prefix that runs",
@@ -539,9 +548,25 @@ def none(ctl_path):
 
     with tempdir() as t:
         path = os.path.join(t, "tel.sock")
+        # --socket: the messages name the socket, never the (unrelated) file prefix.
+        for form in ([], ["--json"]):
+            rc, out, err = ctl(*form, "--socket", path, "health")
+            check(f"{tag}: --socket PATH that does not exist{' (--json)' if form else ''}: exit 1, "
+                  "'no sluice telemetry socket at PATH', no prefix",
+                  rc == 1 and out == "" and err == f"sluice-ctl: no sluice telemetry socket at {path}\n",
+                  f"rc={rc} {out!r} {err!r}")
+        stale = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        stale.bind(path)
+        stale.close()
+        rc, out, err = ctl("--socket", path, "stats")
+        check(f"{tag}: --socket PATH left by a process that is gone: exit 1, names the socket, no prefix",
+              rc == 1 and "left over from a process that is gone" in err and path in err and "prefix" not in err,
+              f"rc={rc} {err}")
+        os.unlink(path)
         f = FakeTelemetry(path, {"/info": {}, "/ethdev/list": [0]})
         rc, out, err = ctl("--socket", path, "stats")
         check(f"{tag}: a DPDK process that is not sluice: exit 1, says so", rc == 1 and "is not sluice" in err, f"rc={rc} {err}")
+        check(f"{tag}: ... at --socket PATH: names the socket, no prefix", path in err and "prefix" not in err, err)
         f.close()
         os.unlink(path)
         f = FakeTelemetry(path, {"/sluice/stats": {"uptime_ms": 1}, "/sluice/ports": []})
