@@ -532,6 +532,11 @@ def none(ctl_path):
                                                                     ("stats", "ports", "rules [NAME]", "workers", "capture", "health", "reload", "--json", "--file-prefix")), out)
     rc, out, err = ctl("bogus")
     check(f"{tag}: an unknown command: usage error (exit 2)", rc == 2 and "invalid choice" in err, err)
+    for bad in ("0", "-1", "nan", "soon"):
+        rc, out, err = ctl("--timeout", bad, "health")
+        check(f"{tag}: --timeout {bad}: usage error (exit 2) naming --timeout, not the 10 s default",
+              rc == 2 and out == "" and "argument --timeout" in err, f"rc={rc} {out!r} {err!r}")
+    check(f"{tag}: --help: --timeout is more than 0", "more than 0" in ctl("--help")[1], ctl("--help")[1])
 
     # A socket left behind by a process that is gone.
     d = runtime_dir([f"--file-prefix={prefix}"])
