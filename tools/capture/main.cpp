@@ -63,7 +63,8 @@ constexpr std::string_view kHelp =
     "  export   the packets of good chunks as one plain pcapng section in time order;\n"
     "           --from is inclusive, --to exclusive; TIME is RFC 3339 (2026-12-01T22:00:00Z,\n"
     "           fractions and +HH:MM allowed) or epoch seconds (1796162400.5); --port is an\n"
-    "           interface name; --filter is a libpcap expression\n"
+    "           interface name of the input (another is a usage error); --filter is a\n"
+    "           libpcap expression\n"
     "  repair   what sluice does at start: cut each .part after its last good chunk, rename\n"
     "           it, delete one with no good chunk\n"
     "exit status: 0 ok, 1 a chunk is not good, 2 usage or I/O error\n";
@@ -511,14 +512,15 @@ int cmd_export(const ExportOptions& o) {
         continue;
       }
       ++good_chunks;
+      const uint8_t* chunk = m->data() + c.offset;
+      const auto ifnames = chunk_interfaces(chunk, c.length);
+      for (size_t i = 0; i < ifnames.size(); ++i) {  // named as the packets below name them
+        const std::string n = ifnames[i].empty() ? fmt::format("if{}", i) : ifnames[i];
+        if (std::find(seen.begin(), seen.end(), n) == seen.end()) seen.push_back(n);
+      }
       // No skipping by the trailer's first/last: they are the first and last appended
       // packets, not the earliest and latest, when workers' rings interleave.
       if (c.packets == 0) continue;
-      const uint8_t* chunk = m->data() + c.offset;
-      const auto ifnames = chunk_interfaces(chunk, c.length);
-      for (const std::string& n : ifnames) {
-        if (std::find(seen.begin(), seen.end(), n) == seen.end()) seen.push_back(n);
-      }
       for_each_packet(chunk, c.length, [&](const PacketRef& p) {
         if (p.ts_ns < o.from || p.ts_ns >= o.to) return;
         const std::string name = p.port < ifnames.size() && !ifnames[p.port].empty()
@@ -542,6 +544,15 @@ int cmd_export(const ExportOptions& o) {
   if (dead) {
     pcap_freecode(&prog);
     pcap_close(dead);
+  }
+  // A --port that none of the good chunks names is a typo, not an empty export (nothing is
+  // written). Without a good chunk there are no names to hold it against.
+  if (o.port && !seen.empty() && iface_of.count(*o.port) == 0 &&
+      std::find(seen.begin(), seen.end(), *o.port) == seen.end()) {
+    std::string known;
+    for (const std::string& n : seen) known += (known.empty() ? "" : ", ") + n;
+    return usage_error(fmt::format("--port {}: no such interface in the input (its interfaces: {})",
+                                   *o.port, known));
   }
   std::stable_sort(out.begin(), out.end(),
                    [](const OutPacket& a, const OutPacket& b) { return a.ts_ns < b.ts_ns; });

@@ -240,7 +240,19 @@ TEST_F(CaptureCli, ExportFiltersAndSorts) {
 
   tool("export " + q(closed_) + " -o " + q(out) + " --port eth1");
   EXPECT_EQ(read_pcap(out).ts_ns.size(), 60u);
-  EXPECT_EQ(tool("export " + q(closed_) + " -o " + q(out) + " --port nosuch").rc, 0);
+  // A port the store has no interface of is a usage error naming the ones it has, and
+  // writes nothing.
+  const std::string none = dir_ + "/none.pcapng";
+  const Ran nosuch = tool("export " + q(closed_) + " -o " + q(none) + " --port nosuch");
+  EXPECT_EQ(nosuch.rc, 2) << nosuch.out;
+  EXPECT_NE(nosuch.out.find("--port nosuch: no such interface in the input (its interfaces: "
+                            "eth0, eth1)"),
+            std::string::npos)
+      << nosuch.out;
+  EXPECT_FALSE(fs::exists(none));
+  // A port the store has, with no packet left by the filter: an empty export, exit 0.
+  const Ran empty = tool("export " + q(closed_) + " -o " + q(out) + " --port eth0 --filter tcp");
+  EXPECT_EQ(empty.rc, 0) << empty.out;
   r = read_pcap(out);
   EXPECT_TRUE(r.error.empty()) << r.error;  // readable though empty: it still has IDBs
   EXPECT_EQ(r.ts_ns.size(), 0u);
