@@ -13,6 +13,9 @@ after printing nothing).
 - sluice-bench-stages: BM_Worker and BM_Validate/BM_ValidateMbufs on udp64 for every kernel,
   at a minimum time; none may report an error (each checks its keys, hashes and verdicts
   against the scalar reference before timing, and BM_Worker that every burst came back whole).
+- tools/bench/run --help: exit 0, on stdout, every suite the script runs, and each option it
+  lists for a suite is one that suite's script takes; no suite or an unknown one: exit 2 with
+  the usage on stderr.
 """
 import argparse
 import json
@@ -55,10 +58,54 @@ def reference(rules, trace_text):
     return out
 
 
+def run_help():
+    """tools/bench/run's --help against the script itself (no suite is run)."""
+    bench = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "bench")
+    run = os.path.join(bench, "run")
+    with open(run) as f:
+        cases = re.findall(r"^  ([a-z0-9]+)\)", f.read(), re.M)
+    for form in ("--help", "-h"):
+        p = subprocess.run(["bash", run, form], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        check(f"tools/bench/run {form}: exit 0, on stdout, nothing on stderr",
+              p.returncode == 0 and p.stdout.startswith("usage: tools/bench/run SUITE") and p.stderr == "",
+              f"rc={p.returncode} {p.stdout!r} {p.stderr!r}")
+    listed, suite = {}, None
+    for line in p.stdout.split("suites:\n", 1)[-1].splitlines():
+        m = re.match(r"^  ([a-z0-9]+)  ", line)
+        if m:
+            suite = m.group(1)
+            listed[suite] = []
+        elif not line.startswith("            "):
+            suite = None
+        if suite:
+            listed[suite] += re.findall(r"\[(--[a-z-]+)", line) + re.findall(r"\| (--[a-z-]+)", line)
+    check(f"tools/bench/run --help lists every suite the script runs ({', '.join(cases)})",
+          cases and sorted(listed) == sorted(cases), f"listed {sorted(listed)}, script {sorted(cases)}")
+    for name, opts in sorted(listed.items()):
+        if name == "all":
+            continue
+        try:
+            with open(os.path.join(bench, f"{name}.py")) as f:
+                script = f.read()
+        except OSError as e:
+            check(f"tools/bench/run --help: {name}'s script", False, str(e))
+            continue
+        unknown = [o for o in opts if f'"{o}"' not in script]
+        check(f"tools/bench/run --help: {name}'s options ({' '.join(opts)}) are {name}.py's",
+              opts and not unknown, f"not in {name}.py: {unknown}")
+    for argv in ([], ["bogus"], ["--bogus"]):
+        p = subprocess.run(["bash", run, *argv], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        check(f"tools/bench/run {' '.join(argv) or '(no suite)'}: exit 2, the usage on stderr",
+              p.returncode == 2 and p.stdout == "" and "usage: tools/bench/run SUITE" in p.stderr,
+              f"rc={p.returncode} {p.stdout!r} {p.stderr!r}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", required=True, help="the build folder")
     args = ap.parse_args()
+
+    run_help()
 
     ring = os.path.join(args.build, "tools", "sluice-bench-ring")
     p = subprocess.run([ring, "--no-huge", "-m", "256", "--no-pci", "-l", "0", "--no-shconf", "--no-telemetry",
