@@ -20,6 +20,9 @@
    telemetry socket (asked as that user), let dpdk-dumpcap attach as that user (hugepages
    only), make no syscall the filter refuses (strace, where installed; EAL's iopl aside) and
    exit 0 with every mbuf back in the pool.
+Also, as any user: `deploy/sluice-hugepages --help` prints its options on stdout (exit 0)
+and an unknown option or a missing value is a usage error (exit 2), before the script
+touches anything.
 Not root: part 3 prints SKIPPED and the test exits 77 (after parts 1 and 2 passed).
 
 Also the helper the sandbox runs as the user: test_service.py --sandbox-exec SPEC -- CMD...
@@ -231,7 +234,25 @@ def static_checks(args, tmp):
           {"/dev/vfio/vfio", "char-vfio", "/dev/net/tun", "char-nvme-generic", "block-blkext"} <= set(dev),
           f"DeviceAllow= {dev}")
     stage_install(args, unit, tmp)
+    hugepages_usage(args)
     return unit, allowed
+
+
+def hugepages_usage(args):
+    """deploy/sluice-hugepages' --help and usage errors (they exit before it reserves or mounts)."""
+    script = os.path.join(args.source, "deploy/sluice-hugepages")
+    for form in ("--help", "-h"):
+        r = subprocess.run([script, form], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        check(f"sluice-hugepages {form}: exit 0, on stdout, every option, nothing on stderr",
+              r.returncode == 0 and r.stderr == "" and r.stdout.startswith("usage: sluice-hugepages")
+              and all(o in r.stdout for o in ("--pages N", "--dir DIR", "--group GROUP", "SLUICE_HUGEPAGES",
+                                              "/dev/hugepages", "exit status")),
+              f"rc={r.returncode} {r.stdout!r} {r.stderr!r}")
+    for argv in (["--bogus"], ["--pages"], ["--pages", "x"]):
+        r = subprocess.run([script, *argv], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        check(f"sluice-hugepages {' '.join(argv)}: usage error, exit 2, on stderr",
+              r.returncode == 2 and r.stdout == "" and r.stderr.startswith("sluice-hugepages: "),
+              f"rc={r.returncode} {r.stdout!r} {r.stderr!r}")
 
 
 def stage_install(args, unit, tmp):
