@@ -571,7 +571,7 @@ def demo_run(args, unit, allowed, tmp):
         t0 = time.monotonic()
         p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd="/", preexec_fn=limits)
         sock = os.path.join(runtime, "dpdk", prefix, "dpdk_telemetry.v2")
-        answer, hugefiles, sock_mode = None, [], None
+        answer, hugefiles, sock_mode, runtime_st = None, [], None, None
         # Asked until sluice's own commands answer: EAL opens the socket before sluice
         # registers them (at "running").
         answered = False
@@ -583,6 +583,8 @@ def demo_run(args, unit, allowed, tmp):
                 answered = answer.returncode == 0 and '"/sluice/stats": {"/sluice/stats": {' in answer.stdout
                 if huge:
                     hugefiles = [(n, os.stat(os.path.join(huge, n)).st_uid) for n in os.listdir(huge)]
+                if os.path.isdir(os.path.join(runtime, "dpdk", prefix)):
+                    runtime_st = os.stat(os.path.join(runtime, "dpdk", prefix))
             time.sleep(0.3)
         # dpdk-dumpcap attaches as a secondary process: it needs the hugepages (no secondary on
         # --no-huge), the file prefix, the runtime folder, and to be the same user (the primary
@@ -626,10 +628,15 @@ def demo_run(args, unit, allowed, tmp):
         check("the telemetry socket in $RUNTIME_DIRECTORY/dpdk/<prefix> answers the user",
               ok and ports == [0, 1, 2, 3] and isinstance(sstats, dict) and len(sstats) > 0,
               f"socket {sock}: " + (answer.stdout[:300] + answer.stderr[-300:] if answer else "never appeared"))
-        st = os.stat(os.path.join(runtime, "dpdk", prefix)) if os.path.isdir(os.path.join(runtime, "dpdk", prefix)) else None
+        st = runtime_st
         check("EAL's runtime folder is under RUNTIME_DIRECTORY, the user's",
               st is not None and st.st_uid == uid and sorted(os.listdir(d["run"])) == ["sluice"],
               f"{os.listdir(d['run'])}")
+        left = [n for n in os.listdir(huge) if n.startswith(prefix)] if huge else []
+        check("a clean stop removed EAL's runtime folder and hugepage files",
+              rc == 0 and not os.path.exists(os.path.join(runtime, "dpdk", prefix)) and not left,
+              f"rc {rc}; runtime folder there: {os.path.exists(os.path.join(runtime, 'dpdk', prefix))}; "
+              f"{len(left)} hugepage files left")
         if huge:
             check("the hugepage files are the user's, in the group's mount",
                   hugefiles and all(u == uid for _, u in hugefiles) and
