@@ -3,7 +3,7 @@
 //   - SIGHUP (the handler only sets a flag and wakes the loop);
 //   - the telemetry command /sluice/reload, answered when the reload is done: for an applied
 //     one, once the generation it replaced is freed (its reply carries the grace time);
-//   - a change to the flows file (inotify on its folder, debounced).
+//   - a change to the flows file (inotify on its folder, debounced; symlinks followed).
 // Each reload is wrapped in sd_notify RELOADING=1 / READY=1 and logged in one line.
 //
 // Rate limit and coalescing, so that a loop of callers can neither keep the main lcore

@@ -139,6 +139,188 @@ TEST_F(FileWatchTest, RemovedFolderEndsTheWatch) {
   EXPECT_FALSE(watch_->alive());
 }
 
+// Symlinks: the watch follows the chain from the configured name to the file it reaches, and
+// re-resolves it when a link on the way is replaced.
+class FileWatchLinkTest : public FileWatchTest {
+ protected:
+  void watch(const fs::path& p) {
+    auto w = FileWatch::open(p.string(), kDebounce);
+    ASSERT_TRUE(w.ok()) << w.error();
+    watch_ = std::move(*w);
+  }
+  static void append(const fs::path& p, const std::string& text) {
+    std::ofstream(p, std::ios::app) << text;
+  }
+  // <dir>/etc/flows.yaml -> ../data/flows.yaml, watched.
+  void link_elsewhere() {
+    fs::create_directories(dir_ / "etc");
+    fs::create_directories(dir_ / "data");
+    put(dir_ / "data" / "flows.yaml", "version: 1\n");
+    fs::create_symlink("../data/flows.yaml", dir_ / "etc" / "flows.yaml");
+    watch(dir_ / "etc" / "flows.yaml");
+  }
+  // What ln -sfn does: a new link renamed over the old one.
+  static void repoint(const fs::path& link, const fs::path& target) {
+    const fs::path tmp = link.string() + ".new";
+    fs::create_symlink(target, tmp);
+    fs::rename(tmp, link);
+  }
+  // The watch moved from the old file to the new one: only the new one counts.
+  void expect_moved(const fs::path& from, const fs::path& to) {
+    append(from, "# old\n");
+    EXPECT_EQ(changes(), 0) << from;
+    append(to, "# new\n");
+    EXPECT_EQ(changes(), 1) << to;
+  }
+  // A ConfigMap volume as the kubelet writes it: <d>/flows.yaml -> ..data/flows.yaml,
+  // ..data -> ..<version>, the file in ..<version>/ beside another key.
+  static void configmap(const fs::path& d, const std::string& version, const std::string& text) {
+    fs::create_directories(d / version);
+    put(d / version / "flows.yaml", text);
+    put(d / version / "sluice.yaml", "x");
+    fs::create_directory_symlink(version, d / "..data");
+    fs::create_symlink("..data/flows.yaml", d / "flows.yaml");
+  }
+  // The kubelet's update: a new folder, a new link ..tmp to it renamed over ..data, the old
+  // folder removed.
+  static void swap(const fs::path& d, const std::string& from, const std::string& to,
+                   const std::string& text) {
+    fs::create_directories(d / to);
+    put(d / to / "flows.yaml", text);
+    put(d / to / "sluice.yaml", "x");
+    fs::create_directory_symlink(to, d / "..tmp");
+    fs::rename(d / "..tmp", d / "..data");
+    fs::remove_all(d / from);
+  }
+};
+
+TEST_F(FileWatchLinkTest, ChangeToTheFileALinkNamesInAnotherFolderIsOneChange) {
+  link_elsewhere();
+  append(dir_ / "data" / "flows.yaml", "rules: []\n");
+  EXPECT_EQ(changes(), 1);
+  EXPECT_EQ(changes(), 0);
+  // An editor's rename-replace of the target counts too, and the watch survives it.
+  put(dir_ / "data" / ".flows.yaml.swp", "version: 1\n");
+  fs::rename(dir_ / "data" / ".flows.yaml.swp", dir_ / "data" / "flows.yaml");
+  EXPECT_EQ(changes(), 1);
+  append(dir_ / "data" / "flows.yaml", "# again\n");
+  EXPECT_EQ(changes(), 1);
+}
+
+TEST_F(FileWatchLinkTest, AChainOfLinksIsFollowedToTheEnd) {
+  // etc/flows.yaml -> /abs/current.yaml (absolute) -> store/v1/flows.yaml (relative).
+  fs::create_directories(dir_ / "etc");
+  fs::create_directories(dir_ / "store" / "v1");
+  put(dir_ / "store" / "v1" / "flows.yaml", "version: 1\n");
+  fs::create_symlink("store/v1/flows.yaml", dir_ / "current.yaml");
+  fs::create_symlink(dir_ / "current.yaml", dir_ / "etc" / "flows.yaml");
+  watch(dir_ / "etc" / "flows.yaml");
+  append(dir_ / "store" / "v1" / "flows.yaml", "rules: []\n");
+  EXPECT_EQ(changes(), 1);
+  // Re-pointing the middle link (ln -sfn: a new link renamed over it) is one change, and the
+  // watch moves to the new file: the old one no longer counts.
+  fs::create_directories(dir_ / "store" / "v2");
+  put(dir_ / "store" / "v2" / "flows.yaml", "version: 1\n");
+  repoint(dir_ / "current.yaml", "store/v2/flows.yaml");
+  EXPECT_EQ(changes(), 1);
+  expect_moved(dir_ / "store" / "v1" / "flows.yaml", dir_ / "store" / "v2" / "flows.yaml");
+}
+
+TEST_F(FileWatchLinkTest, AConfigMapDataSwapIsOneChange) {
+  const fs::path cm = dir_ / "cm";
+  configmap(cm, "..2026_12_07_01_00_00.1", "version: 1\n");
+  watch(cm / "flows.yaml");
+  swap(cm, "..2026_12_07_01_00_00.1", "..2026_12_07_02_00_00.2", "version: 1\nrules: []\n");
+  EXPECT_EQ(changes(), 1);
+  EXPECT_EQ(changes(), 0);
+  // The watch re-armed on the new folder: the next update counts too.
+  swap(cm, "..2026_12_07_02_00_00.2", "..2026_12_07_03_00_00.3", "version: 1\n");
+  EXPECT_EQ(changes(), 1);
+  EXPECT_TRUE(watch_->alive());
+}
+
+TEST_F(FileWatchLinkTest, APlainFileStillWorks) {
+  // The fixture's plain flows.yaml, through the same open as a link: written in place, replaced
+  // by rename, replaced by a link to a file elsewhere, then that file written.
+  append(path_, "rules: []\n");
+  EXPECT_EQ(changes(), 1);
+  put(dir_ / "tmp", "version: 1\n");
+  fs::rename(dir_ / "tmp", path_);
+  EXPECT_EQ(changes(), 1);
+  fs::create_directories(dir_ / "data");
+  put(dir_ / "data" / "flows.yaml", "version: 1\n");
+  repoint(path_, "data/flows.yaml");
+  EXPECT_EQ(changes(), 1);
+  append(dir_ / "data" / "flows.yaml", "rules: []\n");
+  EXPECT_EQ(changes(), 1);
+}
+
+TEST_F(FileWatchLinkTest, APlainFileInALinkedFolderFollowsTheFolderLinkSwap) {
+  // flows: <dir>/current/flows.yaml with current -> v1, re-pointed to v2.
+  fs::create_directories(dir_ / "v1");
+  fs::create_directories(dir_ / "v2");
+  put(dir_ / "v1" / "flows.yaml", "version: 1\n");
+  put(dir_ / "v2" / "flows.yaml", "version: 1\nrules: []\n");
+  fs::create_directory_symlink("v1", dir_ / "current");
+  watch(dir_ / "current" / "flows.yaml");
+  repoint(dir_ / "current", "v2");
+  EXPECT_EQ(changes(), 1);
+  expect_moved(dir_ / "v1" / "flows.yaml", dir_ / "v2" / "flows.yaml");
+}
+
+TEST_F(FileWatchLinkTest, OtherFilesInTheLinksFolderOrTheTargetsAreNotChanges) {
+  link_elsewhere();
+  for (const fs::path& d : {dir_ / "etc", dir_ / "data"}) {
+    put(d / "sluice.yaml", "x");
+    append(d / "sluice.yaml", "y");
+    fs::rename(d / "sluice.yaml", d / "other.yaml");
+    fs::create_symlink("other.yaml", d / "other-link");
+    fs::remove(d / "other-link");
+    fs::remove(d / "other.yaml");
+  }
+  EXPECT_EQ(changes(), 0);
+  // ... while the watch is live: the file itself still counts.
+  append(dir_ / "data" / "flows.yaml", "rules: []\n");
+  EXPECT_EQ(changes(), 1);
+}
+
+TEST_F(FileWatchLinkTest, OtherKeysOfAConfigMapAreNotChanges) {
+  const fs::path cm = dir_ / "cm";
+  configmap(cm, "..v1", "version: 1\n");
+  watch(cm / "flows.yaml");
+  append(cm / "..v1" / "sluice.yaml", "y");
+  put(cm / "sluice.yaml.tmp", "x");
+  fs::remove(cm / "sluice.yaml.tmp");
+  EXPECT_EQ(changes(), 0);
+  append(cm / "..v1" / "flows.yaml", "rules: []\n");
+  EXPECT_EQ(changes(), 1);
+}
+
+TEST_F(FileWatchLinkTest, ALinkRemovedWaitsForTheNewOneAndADanglingLinkForItsFile) {
+  fs::create_symlink("data/flows.yaml", dir_ / "link.yaml");  // dangling, data/ missing too
+  watch(dir_ / "link.yaml");
+  fs::create_directories(dir_ / "data");  // a folder on the way is not the file
+  EXPECT_EQ(changes(), 0);
+  put(dir_ / "data" / "flows.yaml", "version: 1\n");
+  EXPECT_EQ(changes(), 1);
+  fs::remove(dir_ / "link.yaml");
+  EXPECT_EQ(changes(), 0);
+  fs::create_symlink("data/flows.yaml", dir_ / "link.yaml");
+  EXPECT_EQ(changes(), 1);
+  EXPECT_TRUE(watch_->alive());
+}
+
+TEST_F(FileWatchLinkTest, ALinkLoopIsNoChangeAndNoHang) {
+  fs::create_symlink("b.yaml", dir_ / "a.yaml");
+  fs::create_symlink("a.yaml", dir_ / "b.yaml");
+  watch(dir_ / "a.yaml");
+  EXPECT_EQ(changes(50ms), 0);
+  // Breaking the loop into a file is a change.
+  put(dir_ / "c.yaml", "version: 1\n");
+  fs::rename(dir_ / "c.yaml", dir_ / "b.yaml");
+  EXPECT_EQ(changes(), 1);
+}
+
 TEST(FileWatch, MissingFolderIsAnError) {
   auto w = FileWatch::open("/nonexistent-sluice-dir/flows.yaml", 10ms);
   ASSERT_FALSE(w.ok());
