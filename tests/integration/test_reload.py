@@ -16,11 +16,16 @@ telemetry command /sluice/reload, some through SIGHUP. Then:
 triggers: the file watcher (inotify) reloads on a rename-replace and an in-place write, a
 touch reloads nothing, SIGHUP reloads, and a bad file keeps the running rules.
 
+links: flows.yaml laid out as a Kubernetes ConfigMap volume (flows.yaml -> ..data/flows.yaml,
+..data -> a versioned folder): the kubelet's update (a new ..data link renamed over the old
+one) reloads, once, and so does a write to the file the links lead to now.
+
 Run with a ThreadSanitizer build of sluice too (tools/test does): any TSan report fails it.
 """
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -79,9 +84,25 @@ def replace(d, name, text):
     os.rename(tmp, os.path.join(d, name))
 
 
-def setup(d, data):
+def configmap_update(d, version, text):
+    """What the kubelet does to a ConfigMap volume: the keys in a new folder, a new ..data link
+    to it renamed over the old one, the old folder removed (none at the first update)."""
+    old = os.readlink(os.path.join(d, "..data")) if os.path.islink(os.path.join(d, "..data")) else None
+    os.mkdir(os.path.join(d, version))
+    write(os.path.join(d, version), "flows.yaml", text)
+    os.symlink(version, os.path.join(d, "..data_tmp"))
+    os.rename(os.path.join(d, "..data_tmp"), os.path.join(d, "..data"))
+    if old:
+        shutil.rmtree(os.path.join(d, old))
+
+
+def setup(d, data, configmap=False):
     pcap = os.path.join(data, "mixed.pcap")
-    write(d, "flows.yaml", SET_A)
+    if configmap:
+        configmap_update(d, "..2026_12_07_01_00_00.1", SET_A)
+        os.symlink("..data/flows.yaml", os.path.join(d, "flows.yaml"))
+    else:
+        write(d, "flows.yaml", SET_A)
     return write(d, "sluice.yaml", "ports:\n"
                  f"  - name: in\n    device: \"net_pcap0,rx_pcap={pcap},infinite_rx=1\"\n"
                  "  - name: a\n    device: \"net_null0,no-rx=1\"\n"
@@ -89,9 +110,9 @@ def setup(d, data):
                  "workers:\n  lcores: [1]\n  burst: 32\nflows: flows.yaml\n")
 
 
-def launch(binary, data, d, prefix):
+def launch(binary, data, d, prefix, configmap=False):
     """sluice on the stress ports with SET_A, running (its control loop answers reloads)."""
-    cfg = setup(d, data)
+    cfg = setup(d, data, configmap)
     eal = eal_args(prefix)
     s = Background(binary, eal, ["-c", cfg, "--stats-out", os.path.join(d, "stats.json")])
     if not s.wait_for(r"\] running", 1):
@@ -114,6 +135,14 @@ def finish(s, tag, d, data):
     except (OSError, ValueError) as e:
         check(f"{tag}: stats written", False, str(e))
         return None
+
+
+def check_counters(tag, st, ok, failed, generation):
+    """The stats JSON's reload counters (st: finish's answer; None: already failed)."""
+    if st is not None:
+        rl = st["reload"]
+        check(f"{tag}: reload.ok {ok}, failed {failed}, generation {generation}",
+              (rl["ok"], rl["failed"], rl["generation"]) == (ok, failed, generation), json.dumps(rl))
 
 
 def stress(binary, data):
@@ -243,16 +272,34 @@ def triggers(binary, data):
                   s.count(r"is what generation 4 already runs") == 0, s.lines[-5:])
         finally:
             st = finish(s, tag, d, data)
-        if st is None:
-            return
-        check(f"{tag}: reload.ok 3, failed 1, generation 4", (st["reload"]["ok"], st["reload"]["failed"], st["reload"]["generation"]) == (3, 1, 4),
-              json.dumps(st["reload"]))
+        check_counters(tag, st, 3, 1, 4)
+
+
+def links(binary, data):
+    tag = "links"
+    with tempdir() as d:
+        s, _ = launch(binary, data, d, "reload-links", configmap=True)
+        try:
+            configmap_update(d, "..2026_12_07_02_00_00.2", SET_B)
+            check(f"{tag}: a ConfigMap update (..data renamed over) reloads (file change)",
+                  s.wait_for(r"reload \(file change\): .*generation 2 .*1 added, 1 removed, 2 changed", 1, 20), s.lines[-5:])
+            with open(os.path.join(d, "..2026_12_07_02_00_00.2", "flows.yaml"), "w") as f:
+                f.write(SET_A)  # the file the links lead to now, in place
+            check(f"{tag}: a write to the linked file reloads (file change)",
+                  s.wait_for(r"reload \(file change\): .*generation 3 ", 1, 20), s.lines[-5:])
+            time.sleep(0.5)
+            check(f"{tag}: ... each once", s.count(r"generation 4") == 0 and s.count(r"reload \(") == 2,
+                  "".join(l for l in s.lines if "reload (" in l))
+        finally:
+            st = finish(s, tag, d, data)
+        check_counters(tag, st, 2, 0, 3)
 
 
 def main():
     args = parse_args()
     stress(args.sluice, args.data)
     triggers(args.sluice, args.data)
+    links(args.sluice, args.data)
     report()
 
 
