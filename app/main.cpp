@@ -16,6 +16,7 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -271,10 +272,14 @@ int run(const app::Options& opt, std::shared_ptr<const config::Config> cfg) {
     }
   }
   a.reset();
-  const port::EalTidy tidy = port::eal_cleanup_and_tidy();
-  spdlog::debug("EAL cleaned up: {} of {} hugepage files removed, runtime folder {}{}",
-                tidy.removed, tidy.hugepage_files, tidy.runtime_dir,
-                tidy.error ? " (" + tidy.error.message() + ")" : "");
+  // --huge-unlink=never asks for the page files to stay (for reuse): they do.
+  const bool keep_pages = std::find(opt.eal_args.begin(), opt.eal_args.end(),
+                                    "--huge-unlink=never") != opt.eal_args.end();
+  const port::EalTidy tidy = port::eal_cleanup_and_tidy(keep_pages);
+  spdlog::debug("EAL cleaned up: {} of {} hugepage files removed{}; runtime folder {}{}",
+                tidy.removed, tidy.hugepage_files, keep_pages ? " (--huge-unlink=never)" : "",
+                tidy.runtime_dir.empty() ? "(not ours)" : tidy.runtime_dir,
+                tidy.runtime_dir_removed ? " removed" : " kept");
   return rc;
 }
 
