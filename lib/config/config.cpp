@@ -304,29 +304,6 @@ bool name_ok(const std::string& s, size_t max, std::string_view extra, bool uppe
 
 // ---- the appliance file ----
 
-// A PCI address, DDDD:BB:DD.F or BB:DD.F (hex), as DPDK names the device: the domain spelt
-// out. Nothing for any other text.
-std::optional<std::string> pci_address(const std::string& name) {
-  if (name.find_first_not_of("0123456789abcdefABCDEF:.") != std::string::npos) return {};
-  unsigned dom, bus, dev, fn;
-  char end;
-  const bool full = std::sscanf(name.c_str(), "%x:%x:%x.%x%c", &dom, &bus, &dev, &fn, &end) == 4;
-  if (!full) dom = 0;
-  if (!full && std::sscanf(name.c_str(), "%x:%x.%x%c", &bus, &dev, &fn, &end) != 3) return {};
-  if (dom > 0xFFFF || bus > 0xFF || dev > 0x1F || fn > 7) return {};
-  char pci[32];
-  std::snprintf(pci, sizeof pci, "%04x:%02x:%02x.%x", dom, bus, dev, fn);
-  return pci;
-}
-
-// Which device a port's device string opens, as DPDK names it: a vdev by its driver instance
-// (the text before the first comma: "net_null0,no-rx=1" is net_null0), a PCI device by its
-// address with the domain spelt out ("3b:00.0" is 0000:3b:00.0).
-std::string device_identity(const std::string& device) {
-  std::string name = device.substr(0, device.find(','));
-  return pci_address(name).value_or(name);
-}
-
 PortConfig decode_port(const Value& v) {
   Fields f(
       v, {"name", "device", "rx_queues", "rx_descriptors", "tx_descriptors", "mtu", "distribute"});
@@ -384,7 +361,7 @@ std::vector<PortConfig> decode_ports(const Value& v) {
   }
   std::vector<PortConfig> ports;
   std::map<std::string, int> lines;
-  std::map<std::string, size_t> devices;  // device_identity -> index in ports
+  std::map<std::string, size_t> devices;  // device_name -> index in ports
   for (const auto& item : items) {
     PortConfig p = decode_port(item);
     auto [it, fresh] = lines.emplace(p.name, p.mark.line);
@@ -395,7 +372,7 @@ std::vector<PortConfig> decode_ports(const Value& v) {
     }
     // Two ports on one device would be one DPDK port under two names (the second's arguments
     // ignored): an error here, not a surprise at run time.
-    const std::string id = device_identity(p.device);
+    const std::string id = device_name(p.device);
     if (auto d = devices.find(id); d != devices.end()) {
       fail(item.node["device"].Mark(),
            item.path + ".device: \"" + p.device + "\" is device " + id + ", which port '" +
@@ -1074,6 +1051,34 @@ std::optional<uint64_t> parse_size(const std::string& text) {
   if (s.empty() || ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
   if (shift > 0 && n > (std::numeric_limits<uint64_t>::max() >> shift)) return std::nullopt;
   return n << shift;
+}
+
+std::optional<std::string> pci_address(std::string_view name) {
+  if (name.empty() ||
+      name.find_first_not_of("0123456789abcdefABCDEF:.") != std::string_view::npos) {
+    return std::nullopt;
+  }
+  const std::string text(name);
+  unsigned dom = 0, bus = 0, dev = 0, fn = 0;
+  int used = 0;
+  bool ok = std::sscanf(text.c_str(), "%x:%x:%x.%x%n", &dom, &bus, &dev, &fn, &used) == 4 &&
+            used == static_cast<int>(text.size());
+  if (!ok) {
+    dom = 0;
+    used = 0;
+    ok = std::sscanf(text.c_str(), "%x:%x.%x%n", &bus, &dev, &fn, &used) == 3 &&
+         used == static_cast<int>(text.size());
+  }
+  // The domain is 32 bits (Intel VMD's are above 0xffff); bus, device and function as PCI's.
+  if (!ok || bus > 0xFF || dev > 0x1F || fn > 7) return std::nullopt;
+  char pci[32];
+  std::snprintf(pci, sizeof pci, "%04x:%02x:%02x.%x", dom, bus, dev, fn);
+  return std::string(pci);
+}
+
+std::string device_name(std::string_view device) {
+  const std::string_view name = device.substr(0, device.find(','));
+  return pci_address(name).value_or(std::string(name));
 }
 
 Result<Appliance> load_appliance(const std::string& path) {

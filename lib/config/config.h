@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lib/sys/result.h"
@@ -182,6 +183,14 @@ inline constexpr uint64_t kMaxApplianceBytes = 1ull << 20;
 inline constexpr uint64_t kMaxFlowsBytes = 64ull << 20;
 
 // Loads the appliance file only (flows untouched).
+// The PCI address a device name (the text before a device string's first comma) spells,
+// DDDD:BB:DD.F or BB:DD.F in hex, as DPDK names the device: lower case, the domain spelt out
+// ("3B:00.0" is 0000:3b:00.0). Nothing for any other text.
+std::optional<std::string> pci_address(std::string_view name);
+// The name DPDK gives the device a port's device string opens: a vdev's driver instance (the
+// text before the first comma: "net_null0,no-rx=1" is net_null0), a PCI address as above.
+std::string device_name(std::string_view device);
+
 Result<Appliance> load_appliance(const std::string& path);
 
 // Loads a flows file; port names are resolved against the appliance's ports.

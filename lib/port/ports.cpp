@@ -46,22 +46,25 @@ uint16_t rx_queues_of(const config::Appliance& app, const config::PortConfig& p)
   return p.rx_queues.value_or(static_cast<uint16_t>(app.workers.lcores.size()));
 }
 
-// The name DPDK gives the device: a vdev string's driver instance, or the PCI address.
+// The name DPDK gives the device: a vdev string's driver instance, or the PCI address in
+// DPDK's spelling (config::device_name).
 std::string device_name(const std::string& device) {
-  return device.substr(0, device.find(','));
+  return config::device_name(device);
 }
 
 bool looks_like_pci(const std::string& name) {
-  unsigned a, b, c, d;
-  return std::sscanf(name.c_str(), "%x:%x:%x.%x", &a, &b, &c, &d) == 4 ||
-         std::sscanf(name.c_str(), "%x:%x.%x", &b, &c, &d) == 3;
+  return config::pci_address(name).has_value();
 }
 
 Result<uint16_t> attach(const config::PortConfig& p) {
   const std::string name = device_name(p.device);
   uint16_t id = 0;
   if (rte_eth_dev_get_port_by_name(name.c_str(), &id) == 0) return id;
-  int rc = rte_dev_probe(p.device.c_str());
+  // EAL finds a device by its exact name: a PCI address is probed as DPDK spells it
+  // ("3B:00.0" as 0000:3b:00.0), its arguments after the first comma kept.
+  const size_t comma = p.device.find(',');
+  const std::string probe = comma == std::string::npos ? name : name + p.device.substr(comma);
+  int rc = rte_dev_probe(probe.c_str());
   if (rc == 0 && rte_eth_dev_get_port_by_name(name.c_str(), &id) == 0) return id;
   std::string why = rc < 0 ? rte_strerror(-rc) : "no ethdev port appeared";
   std::string fix =

@@ -416,12 +416,17 @@ TEST_F(ConfigTest, BadPciAddress) {
         std::string("ports[0].device: '") + bad + "' is not a PCI address; expected DDDD:BB:DD.F");
   }
   write("f.yaml", "version: 1\nrules: []\n");
-  for (const char* ok : {"0000:3B:00.0", "3b:1f.7", "0001:00:00.0,txq_inline=128",
+  for (const char* ok : {"0000:3B:00.0", "3b:1f.7", "0001:00:00.0,txq_inline=128", "10000:01:00.0",
                          "net_pcap0,rx_pcap=/tmp/a:b.pcap"}) {
     auto r = load_appliance(write(
         "sluice.yaml", std::string("ports:\n  - name: wan\n    device: \"") + ok + "\"\n" + rest));
     EXPECT_TRUE(r.ok()) << ok << ": " << r.error();
   }
+  // What attach probes and looks up: DPDK's own spelling.
+  EXPECT_EQ(device_name("3B:00.0,txq_inline=128"), "0000:3b:00.0");
+  EXPECT_EQ(device_name("10000:01:00.0"), "10000:01:00.0");
+  EXPECT_EQ(device_name("net_null0,no-rx=1"), "net_null0");
+  EXPECT_FALSE(pci_address("net_null0"));
 }
 
 TEST_F(ConfigTest, BadPrometheusAddress) {
