@@ -22,7 +22,7 @@ Plan make_plan(const config::Appliance& app, const EalView& eal) {
   for (unsigned l : app.workers.lcores) p.worker_nodes.push_back(sys::cpu_numa_node(eal.cpu(l)));
   const int worker_node = std::max(0, p.worker_nodes.front());
   for (const auto& port : app.ports) {
-    auto addr = sys::pci_address(port.device);
+    auto addr = config::pci_address(std::string_view(port.device).substr(0, port.device.find(',')));
     sys::PciDevice d;
     if (addr) {
       d = sys::pci_device(*addr);

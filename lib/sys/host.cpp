@@ -195,22 +195,6 @@ std::vector<Mount> parse_mounts(std::string_view text) {
   return mounts;
 }
 
-std::optional<std::string> pci_address(std::string_view device) {
-  const std::string name(device.substr(0, device.find(',')));
-  unsigned dom = 0, bus = 0, dev = 0, fn = 0;
-  int used = 0;
-  if (std::sscanf(name.c_str(), "%x:%x:%x.%x%n", &dom, &bus, &dev, &fn, &used) == 4 &&
-      used == static_cast<int>(name.size())) {
-    return fmt::format("{:04x}:{:02x}:{:02x}.{:x}", dom, bus, dev, fn);
-  }
-  used = 0;
-  if (std::sscanf(name.c_str(), "%x:%x.%x%n", &bus, &dev, &fn, &used) == 3 &&
-      used == static_cast<int>(name.size())) {
-    return fmt::format("0000:{:02x}:{:02x}.{:x}", bus, dev, fn);
-  }
-  return std::nullopt;
-}
-
 // ---- probes ----
 
 const std::string& host_root() {

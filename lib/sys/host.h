@@ -43,10 +43,6 @@ struct Mount {
 // /proc/mounts, in order.
 std::vector<Mount> parse_mounts(std::string_view text);
 
-// "0000:3b:00.0" for a PCI address as a port's device names it ("3b:00.0", "0000:3b:00.0",
-// optionally followed by ",devargs"); nullopt for a vdev ("net_null0", ...).
-std::optional<std::string> pci_address(std::string_view device);
-
 // ---- probes (read the host) ----
 
 // The folder every probe reads under: "" or $SLUICE_HOST_ROOT (tests).
