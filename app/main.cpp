@@ -134,6 +134,7 @@ void install_signals() {
 // reader never sees half a file and a symlink planted at the target is replaced, not followed.
 int write_stats(const std::string& path, const stats::Snapshot& s) {
   const std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
+  ::unlink(tmp.c_str());  // one a killed run with this pid left (a container's pid 1, say)
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd < 0) {
     spdlog::error("--stats-out: cannot create {}: {}", tmp, std::strerror(errno));
@@ -167,6 +168,7 @@ Result<void> check_stats_out(const std::string& path) {
     return Error{fmt::format("--stats-out: {} is a directory; expected a file path", path)};
   }
   const std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
+  ::unlink(tmp.c_str());  // as write_stats does
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd < 0) {
     return Error{fmt::format("--stats-out: cannot create a file beside {} ({}): {}", path, tmp,
@@ -177,27 +179,29 @@ Result<void> check_stats_out(const std::string& path) {
   return {};
 }
 
-// What to do about a failed rte_eal_init, by the rte_errno it left (DPDK 22.11's eal.c). EAL has
-// printed its own reason just above.
-std::string eal_failure(int err) {
-  std::string why = err != 0 ? rte_strerror(err) : "EAL said why above";
+// What to do about a failed rte_eal_init, by the rte_errno it left (DPDK 22.11's eal.c) and
+// whether it ran on hugepages. EAL has printed its own reason just above.
+std::string eal_failure(int err, bool no_huge) {
+  const std::string options = "check the EAL options before \"--\"";
   switch (err) {
+    case 0:
+      // The runtime config, whose lock another primary holds, sets none.
+      return "EAL said why above; if another sluice or DPDK primary process runs with the same "
+             "--file-prefix (the default is \"rte\"), give this one its own; otherwise " +
+             options;
     case EACCES:  // hugepage information
     case ENOMEM:  // memory
-      return why +
-             "; hugepages: echo 512 > /proc/sys/vm/nr_hugepages and a hugetlbfs mount, or run "
-             "with --no-huge (virtual devices only)";
-    case EINVAL:  // the options, or a driver plugin (-d)
-      return why + "; check the EAL options before \"--\"";
-    case EALREADY:
-      return why;
-    default:
-      // 0: the runtime config (its lock: a DPDK primary already runs with this --file-prefix),
-      // and paths that set no errno.
-      return why +
-             "; if another sluice or DPDK primary process runs with the same --file-prefix (the "
-             "default is \"rte\"), give this one its own; otherwise check the EAL options before "
-             "\"--\"";
+      return std::string(rte_strerror(err)) + "; " +
+             (no_huge ? "give EAL more memory (-m) or free some"
+                      : "hugepages: echo 512 > /proc/sys/vm/nr_hugepages and a hugetlbfs mount, "
+                        "or run with --no-huge (virtual devices only)");
+    case ENODEV:  // a bus or device (-a, --vdev) that EAL could not scan or probe
+    case ENOTSUP:
+      return std::string(rte_strerror(err)) +
+             "; check the devices EAL was given (-a, --vdev) and their drivers (-d), and that "
+             "the CPU runs this DPDK build";
+    default:  // EINVAL (the options, a -d plugin), EALREADY, ...
+      return std::string(rte_strerror(err)) + "; " + options;
   }
 }
 
@@ -220,7 +224,9 @@ int run(const app::Options& opt, std::shared_ptr<const config::Config> cfg) {
   std::vector<std::string> eal_args = opt.eal_args;
   for (auto& a : eal_args) eal_argv.push_back(a.data());
   if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
-    spdlog::error("EAL initialisation failed: {}", eal_failure(rte_errno));
+    const bool no_huge =
+        std::find(opt.eal_args.begin(), opt.eal_args.end(), "--no-huge") != opt.eal_args.end();
+    spdlog::error("EAL initialisation failed: {}", eal_failure(rte_errno, no_huge));
     return kExitStartup;
   }
   spdlog::info("sluice {} on {}, main lcore {}, EAL lcores {}, TSC {} Hz", SLUICE_VERSION,

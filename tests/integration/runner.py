@@ -53,12 +53,16 @@ def eal_args(prefix, lcores="0,1", mem=("--no-huge", "-m", "512")):
             "--log-level=lib.eal:error"]
 
 
+def runtime_base():
+    """Where EAL puts its runtime folders: /var/run/dpdk as root, else under XDG_RUNTIME_DIR."""
+    return "/var/run/dpdk" if os.geteuid() == 0 else os.path.join(os.environ.get("XDG_RUNTIME_DIR", "/tmp"), "dpdk")
+
+
 def remove_runtime_dir(eal):
-    """EAL leaves /var/run/dpdk/<file-prefix> (telemetry socket, config) behind: remove it."""
+    """What EAL leaves in <runtime_base>/<file-prefix> after a failure or a kill: remove it."""
     for a in eal or []:
         if a.startswith("--file-prefix="):
-            base = "/var/run/dpdk" if os.geteuid() == 0 else os.path.join(os.environ.get("XDG_RUNTIME_DIR", "/tmp"), "dpdk")
-            shutil.rmtree(os.path.join(base, a.split("=", 1)[1]), ignore_errors=True)
+            shutil.rmtree(os.path.join(runtime_base(), a.split("=", 1)[1]), ignore_errors=True)
 
 
 def run(sluice, eal, app, timeout=60):
