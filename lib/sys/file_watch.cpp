@@ -135,8 +135,17 @@ int FileWatch::arm(Clock::time_point now) {
     if (again == c) break;
     c = std::move(again);
   }
+  // A folder link on the way to the configured name that is gone for a moment (rm then ln -s,
+  // busybox ln -sfn) is a gap, not the end: its folder is still watched for the new one.
+  bool gap = false;
+  if (error != 0 && !c.points.empty() && !watches_.empty()) {
+    const Point& missing = c.points.back();
+    gap = std::any_of(before.points.begin(), before.points.end(), [&](const Point& p) {
+      return !p.file && p.dir == missing.dir && p.name == missing.name;
+    });
+  }
   chain_ = std::move(c);
-  alive_ = error == 0;
+  alive_ = error == 0 || gap;
   if (chain_.exists && (!before.exists || chain_.dev != before.dev || chain_.ino != before.ino)) {
     pending_ = true;
     last_event_ = now;

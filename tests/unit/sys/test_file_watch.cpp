@@ -268,6 +268,24 @@ TEST_F(FileWatchLinkTest, APlainFileInALinkedFolderFollowsTheFolderLinkSwap) {
   expect_moved(dir_ / "v1" / "flows.yaml", dir_ / "v2" / "flows.yaml");
 }
 
+TEST_F(FileWatchLinkTest, AFolderLinkReplacedInTwoStepsIsAGapNotTheEnd) {
+  // current -> v1 removed, then current -> v2 made (rm; ln -s, or busybox ln -sfn): between the
+  // two the configured name's folder is unreachable, and the watch must wait, not end.
+  fs::create_directories(dir_ / "v1");
+  fs::create_directories(dir_ / "v2");
+  put(dir_ / "v1" / "flows.yaml", "version: 1\n");
+  put(dir_ / "v2" / "flows.yaml", "version: 1\nrules: []\n");
+  fs::create_directory_symlink("v1", dir_ / "current");
+  watch(dir_ / "current" / "flows.yaml");
+  fs::remove(dir_ / "current");
+  EXPECT_EQ(changes(), 0);
+  EXPECT_TRUE(watch_->alive());
+  fs::create_directory_symlink("v2", dir_ / "current");
+  EXPECT_EQ(changes(), 1);
+  expect_moved(dir_ / "v1" / "flows.yaml", dir_ / "v2" / "flows.yaml");
+  EXPECT_TRUE(watch_->alive());
+}
+
 TEST_F(FileWatchLinkTest, OtherFilesInTheLinksFolderOrTheTargetsAreNotChanges) {
   link_elsewhere();
   for (const fs::path& d : {dir_ / "etc", dir_ / "data"}) {
