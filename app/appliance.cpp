@@ -21,6 +21,7 @@ extern "C" {
 #include <cstdlib>
 #include <thread>
 
+#include "app/check.h"
 #include "lib/capture/handoff.h"
 #include "lib/pipeline/queue_map.h"
 #include "lib/stats/telemetry.h"
@@ -278,7 +279,7 @@ Result<void> Appliance::assemble(std::shared_ptr<const config::Config> config, s
   auto topo = sys::Topology::load();
   if (!topo) spdlog::warn("{}; NUMA placement falls back to DPDK's view", topo.error());
 
-  auto p = port::Ports::open(conf, topo ? &*topo : nullptr);
+  auto p = port::Ports::open(conf, topo ? &*topo : nullptr, capture_buffer_mib(conf));
   if (!p) return Error{p.error()};
   ports = std::move(*p);
 

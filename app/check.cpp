@@ -132,13 +132,16 @@ std::string check_summary(const config::Config& cfg) {
       "  memory: {} MiB for the mbuf pool if all ports share one NUMA socket "
       "({} mbufs x {} B; {})\n",
       s.mib(), s.mbufs, s.object_bytes, s.breakdown);
-  const uint64_t capture_mib =
-      app.capture ? (capture::layout_of(*app.capture).buffer_bytes >> 20) + 1 : 0;
+  const uint64_t capture_mib = capture_buffer_mib(app);
   o += fmt::format(
       "    EAL needs at least -m {} (or that much in hugepages on the socket){}\n",
       s.mib() + 64 + capture_mib,
       app.capture ? fmt::format(", with {} MiB of it for capture chunk buffers", capture_mib) : "");
   return o;
+}
+
+uint64_t capture_buffer_mib(const config::Appliance& app) {
+  return app.capture ? (capture::layout_of(*app.capture).buffer_bytes >> 20) + 1 : 0;
 }
 
 Result<std::string> check_diff(const config::Config& cfg, const std::string& old_path) {

@@ -415,8 +415,8 @@ PoolSizing size_pool(const config::Appliance& app, const std::vector<size_t>& po
   return s;
 }
 
-Result<std::unique_ptr<Ports>> Ports::open(const config::Appliance& app,
-                                           const sys::Topology* topo) {
+Result<std::unique_ptr<Ports>> Ports::open(const config::Appliance& app, const sys::Topology* topo,
+                                           uint64_t other_mib) {
   std::unique_ptr<Ports> self(new Ports());
   const auto workers = static_cast<uint16_t>(app.workers.lcores.size());
   const int worker_socket = socket_of_lcore(app.workers.lcores.front(), topo);
@@ -479,8 +479,8 @@ Result<std::unique_ptr<Ports>> Ports::open(const config::Appliance& app,
           "mempool for socket {} needs {} MiB ({} mbufs x {} B) and EAL could not provide it "
           "({}); give EAL more memory (-m {} or --socket-mem), reserve more hugepages "
           "(echo N > /proc/sys/vm/nr_hugepages), or lower mempool.mbufs in {}",
-          socket, s.mib(), s.mbufs, s.object_bytes, rte_strerror(rte_errno), s.mib() + 64,
-          app.path)};
+          socket, s.mib(), s.mbufs, s.object_bytes, rte_strerror(rte_errno),
+          s.mib() + 64 + other_mib, app.path)};
     }
     self->pools_.push_back({socket, mp});
   }

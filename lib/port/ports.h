@@ -82,8 +82,10 @@ class Ports {
   // Attaches every device, creates the pools, configures queues, and initialises rte_pdump
   // (where EAL lets a secondary process attach: hugepages and a multi-process channel; else it
   // says so and goes on). Errors name the port, the config line and the fix.
+  // other_mib: what sluice takes from EAL beside the pools (capture buffers), for the -m a
+  // pool that does not fit suggests.
   static Result<std::unique_ptr<Ports>> open(const config::Appliance& app,
-                                             const sys::Topology* topo);
+                                             const sys::Topology* topo, uint64_t other_mib = 0);
   ~Ports();
   Ports(const Ports&) = delete;
   Ports& operator=(const Ports&) = delete;

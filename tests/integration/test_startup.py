@@ -51,6 +51,20 @@ def main():
         m = re.search(r"needs (\d+) MiB .*give EAL more memory \(-m (\d+)", err)
         check("too little memory: says how many MiB and the -m fix", m and int(m.group(1)) > 128, err)
 
+        # With capture buffers too: the -m the startup error suggests is --check's figure.
+        os.makedirs(os.path.join(d, "cap"), exist_ok=True)
+        cfg_cap = write(d, "memcap.yaml", appliance(good_ports, extra=f"mempool:\n  mbufs: 200000\ncapture:\n  lcore: 2\n"
+                                                                f"  path: {os.path.join(d, 'cap')}\n"))
+        rc, out, err = run(s, None, ["--check", "-c", cfg_cap])
+        need = re.search(r"EAL needs at least -m (\d+)", out)
+        three = ["--lcores", "0@0,1@1,2@0", "--no-huge", "-m", "128", "--no-pci", "--no-shconf",
+                 f"--file-prefix=st16-{os.getpid()}", "--log-level=lib.eal:error"]
+        rc, out2, err = run(s, three, ["-c", cfg_cap])
+        told = re.search(r"give EAL more memory \(-m (\d+)", err)
+        check("too little memory with capture: exit 2, suggesting the -m --check prints",
+              rc == 2 and need and told and told.group(1) == need.group(1),
+              f"rc={rc}; --check: {need.group(0) if need else out}; start: {err[-800:]}")
+
         # EAL itself refuses.
         rc, out, err = run(s, ["-l", "0,1", "--no-huge", "--definitely-not-an-eal-option"], ["-c", cfg])
         check("bad EAL option: exit 2", rc == 2 and "EAL initialisation failed" in err, f"rc={rc}\n{err}")
