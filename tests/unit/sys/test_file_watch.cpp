@@ -159,6 +159,15 @@ class FileWatchLinkTest : public FileWatchTest {
     fs::create_symlink("../data/flows.yaml", dir_ / "etc" / "flows.yaml");
     watch(dir_ / "etc" / "flows.yaml");
   }
+  // flows: <dir>/current/flows.yaml with current -> v1, and a v2 beside it, watched.
+  void linked_folder() {
+    fs::create_directories(dir_ / "v1");
+    fs::create_directories(dir_ / "v2");
+    put(dir_ / "v1" / "flows.yaml", "version: 1\n");
+    put(dir_ / "v2" / "flows.yaml", "version: 1\nrules: []\n");
+    fs::create_directory_symlink("v1", dir_ / "current");
+    watch(dir_ / "current" / "flows.yaml");
+  }
   // What ln -sfn does: a new link renamed over the old one.
   static void repoint(const fs::path& link, const fs::path& target) {
     const fs::path tmp = link.string() + ".new";
@@ -256,13 +265,8 @@ TEST_F(FileWatchLinkTest, APlainFileStillWorks) {
 }
 
 TEST_F(FileWatchLinkTest, APlainFileInALinkedFolderFollowsTheFolderLinkSwap) {
-  // flows: <dir>/current/flows.yaml with current -> v1, re-pointed to v2.
-  fs::create_directories(dir_ / "v1");
-  fs::create_directories(dir_ / "v2");
-  put(dir_ / "v1" / "flows.yaml", "version: 1\n");
-  put(dir_ / "v2" / "flows.yaml", "version: 1\nrules: []\n");
-  fs::create_directory_symlink("v1", dir_ / "current");
-  watch(dir_ / "current" / "flows.yaml");
+  // current re-pointed from v1 to v2.
+  linked_folder();
   repoint(dir_ / "current", "v2");
   EXPECT_EQ(changes(), 1);
   expect_moved(dir_ / "v1" / "flows.yaml", dir_ / "v2" / "flows.yaml");
@@ -271,12 +275,7 @@ TEST_F(FileWatchLinkTest, APlainFileInALinkedFolderFollowsTheFolderLinkSwap) {
 TEST_F(FileWatchLinkTest, AFolderLinkReplacedInTwoStepsIsAGapNotTheEnd) {
   // current -> v1 removed, then current -> v2 made (rm; ln -s, or busybox ln -sfn): between the
   // two the configured name's folder is unreachable, and the watch must wait, not end.
-  fs::create_directories(dir_ / "v1");
-  fs::create_directories(dir_ / "v2");
-  put(dir_ / "v1" / "flows.yaml", "version: 1\n");
-  put(dir_ / "v2" / "flows.yaml", "version: 1\nrules: []\n");
-  fs::create_directory_symlink("v1", dir_ / "current");
-  watch(dir_ / "current" / "flows.yaml");
+  linked_folder();
   fs::remove(dir_ / "current");
   EXPECT_EQ(changes(), 0);
   EXPECT_TRUE(watch_->alive());
